@@ -1,0 +1,54 @@
+# Conveyor — two commands on a fresh clone: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export KEDRO_DISABLE_TELEMETRY := 1
+export DO_NOT_TRACK := 1
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: venv test lint pytest demo down constraints clean apt bench
+
+venv: $(STAMP)
+
+# torch first and alone: `torch==2.13.0` is the CPU wheel on local disk; any other spec pulls CUDA.
+$(STAMP): pyproject.toml constraints.txt kedro_project/pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' -e ./kedro_project
+	@touch $@
+
+# Debian packages the tests drive for real (browser, Prometheus, load generator); installed only when missing.
+apt:
+	@bash scripts/ensure_apt.sh
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check provider jupyter_ext/conveyor_jupyter kedro_project/src dags tests benchmarks
+
+pytest: venv apt
+	@bash scripts/run_pytest.sh $(PYTEST_ARGS)
+
+test: lint pytest
+
+demo: venv
+	$(BIN)/python -m conveyor.demo
+
+down:
+	-$(BIN)/python -m conveyor.demo --down
+
+bench: venv
+	$(BIN)/python benchmarks/pipeline.py
+
+# Re-resolve the whole stack and write the pins (needs the registries).
+constraints:
+	rm -rf /tmp/conveyor-resolve && $(PYTHON) -m venv /tmp/conveyor-resolve
+	/tmp/conveyor-resolve/bin/pip install --quiet torch==2.13.0
+	/tmp/conveyor-resolve/bin/pip install --quiet -e '.[dev]' -e ./kedro_project 'numpy<2'
+	{ echo "# The whole resolved stack (Python 3.11). Regenerate with: make constraints"; \
+	  /tmp/conveyor-resolve/bin/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.txt
+
+clean: down
+	rm -rf var $(VENV)

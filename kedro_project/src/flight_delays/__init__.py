@@ -1,0 +1,1 @@
+"""Kedro project package: flight delay classifier."""

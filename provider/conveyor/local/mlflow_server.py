@@ -1,0 +1,70 @@
+"""A real ``mlflow server`` (sqlite backend, local artifact store) on 127.0.0.1."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.local.process import free_port, log_tail, start_group, stop_group, wait_http
+
+
+@dataclass
+class MlflowServer:
+    """One tracking + registry server whose state lives under ``root``.
+
+    Artifacts are served through the server (``--serve-artifacts``), so clients only need the
+    tracking URI, exactly as with a remote deployment.
+    """
+
+    root: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.root / "mlflow-server.log"
+
+    def start(self, timeout: float = 90.0) -> MlflowServer:
+        self.root.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--backend-store-uri",
+            f"sqlite:///{(self.root / 'mlflow.db').resolve()}",
+            "--artifacts-destination",
+            str((self.root / "artifacts").resolve()),
+            "--serve-artifacts",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            "1",
+        ]
+        self.proc = start_group(cmd, self.log_path)
+        try:
+            wait_http(f"{self.url}/health", timeout=timeout, proc=self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            self.stop()
+            raise RuntimeError(f"mlflow server did not start: {exc}\n{log_tail(self.log_path)}") from exc
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc)
+            self.proc = None
+
+    def __enter__(self) -> MlflowServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
