@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +16,24 @@ from conveyor.local.mlflow_server import MlflowServer
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+# Airflow reads its configuration at import time, so the in-process metadata DB used by
+# ``dag.test()`` is chosen here, before any test module imports airflow.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="conveyor-test-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(_AIRFLOW_HOME / "dags")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+(_AIRFLOW_HOME / "dags").mkdir(exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated sqlite metadata DB for in-process ``dag.test()`` runs (not for backfills)."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ
+    )
+    return _AIRFLOW_HOME
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conveyor.local.process import free_port, log_tail, start_group, stop_group, wait_http
+from conveyor.local.process import (
+    ensure_port_free,
+    free_port,
+    log_tail,
+    start_group,
+    stop_group,
+    wait_http,
+)
 
 
 @dataclass
@@ -33,6 +40,10 @@ class MlflowServer:
 
     def start(self, timeout: float = 90.0) -> MlflowServer:
         self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            ensure_port_free(self.host, self.port)
+        except RuntimeError as exc:
+            raise RuntimeError(f"mlflow server did not start: {exc}") from exc
         cmd = [
             sys.executable,
             "-m",

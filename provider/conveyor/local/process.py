@@ -20,6 +20,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def ensure_port_free(host: str, port: int) -> None:
+    """Refuse to start a service on a taken port: the health check would reach the other one."""
+    with socket.socket() as sock:
+        if sock.connect_ex((host, port)) == 0:
+            raise RuntimeError(f"port {port} on {host} is already in use by another process")
+
+
 def wait_http(url: str, timeout: float = 60.0, proc: subprocess.Popen | None = None) -> None:
     """Block until ``url`` answers 2xx; fail early with the log tail if ``proc`` died."""
     deadline = time.monotonic() + timeout
