@@ -1,0 +1,481 @@
+"""The model gate: a candidate against the champion on one held-out evaluation set.
+
+MLflow 3 removed ``baseline_model``/``validation_thresholds`` from ``evaluate()``, and its
+``MetricThreshold`` can only demand an improvement (``min_absolute_change`` must be > 0). A gate
+that lets a retrained model through when it is "no worse than the champion within 0.005 AUC"
+(non-inferiority) cannot be expressed there, so Conveyor owns the gate: both models are scored on
+the *same* rows, every metric gets an absolute threshold and/or a tolerance against the champion,
+and the decision (every number, threshold and delta) is written to MLflow where promotion reads it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from mlflow import MlflowClient
+
+GateStatus = Literal["passed", "rejected", "forced"]
+NoChampionPolicy = Literal["absolute_only", "reject"]
+
+EVAL_SET_ARTIFACT = "evaluation/eval_set.parquet"
+DECISION_ARTIFACT = "gate/gate_decision.json"
+STATUS_TAG = "conveyor.gate.status"
+REASON_TAG = "conveyor.gate.reason"
+GATE_ID_TAG = "conveyor.gate.id"
+BASELINE_TAG = "conveyor.gate.baseline_version"
+LABEL_COLUMN = "delayed"
+SCORE_COLUMN = "delay_probability"
+
+# Direction of the metrics ``score_predictions`` computes; a rule may name others if it says
+# which way is better.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    "roc_auc": True,
+    "average_precision": True,
+    "accuracy": True,
+    "f1": True,
+    "log_loss": False,
+    "brier": False,
+}
+
+# Float rounding must not turn "exactly at the tolerance" into a rejection (0.8 - 0.005 != 0.795).
+_EPS = 1e-12
+
+
+class GateError(ValueError):
+    """The gate was asked something it cannot answer (bad rule, missing eval set, empty reason)."""
+
+
+@dataclass(frozen=True)
+class MetricRule:
+    """What one metric must satisfy.
+
+    ``threshold`` is absolute and follows the direction: a floor when higher is better, a ceiling
+    when lower is better. ``tolerance`` is the non-inferiority margin against the champion: the
+    candidate may be at most this much worse (0 means "at least as good").
+    """
+
+    metric: str
+    threshold: float | None = None
+    tolerance: float | None = None
+    higher_is_better: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.higher_is_better is None:
+            if self.metric not in HIGHER_IS_BETTER:
+                raise GateError(
+                    f"metric {self.metric!r} has no known direction; set higher_is_better "
+                    f"(known: {', '.join(sorted(HIGHER_IS_BETTER))})"
+                )
+            object.__setattr__(self, "higher_is_better", HIGHER_IS_BETTER[self.metric])
+        if self.threshold is None and self.tolerance is None:
+            raise GateError(f"rule for {self.metric!r} sets neither threshold nor tolerance")
+        if self.tolerance is not None and (math.isnan(self.tolerance) or self.tolerance < 0):
+            raise GateError(f"tolerance for {self.metric!r} must be >= 0, got {self.tolerance}")
+        if self.threshold is not None and math.isnan(self.threshold):
+            raise GateError(f"threshold for {self.metric!r} is NaN")
+
+
+def rules_from_mapping(spec: dict[str, dict[str, Any]]) -> list[MetricRule]:
+    """Rules from the JSON-friendly form DAGs and params use.
+
+    ``{"roc_auc": {"threshold": 0.6, "tolerance": 0.005}, "log_loss": {"tolerance": 0.01}}``
+    """
+    if not spec:
+        raise GateError("the gate needs at least one metric rule")
+    allowed = {"threshold", "tolerance", "higher_is_better"}
+    rules = []
+    for metric, body in spec.items():
+        unknown = set(body) - allowed
+        if unknown:
+            raise GateError(
+                f"rule for {metric!r} has unknown keys {sorted(unknown)}; allowed: {sorted(allowed)}"
+            )
+        rules.append(MetricRule(metric=metric, **body))
+    return rules
+
+
+@dataclass
+class MetricCheck:
+    """One metric's verdict with the numbers behind it (``None`` where a check did not apply)."""
+
+    metric: str
+    higher_is_better: bool
+    candidate: float | None
+    baseline: float | None
+    delta: float | None
+    threshold: float | None
+    tolerance: float | None
+    threshold_ok: bool | None
+    non_inferior_ok: bool | None
+    passed: bool
+    note: str = ""
+
+
+@dataclass
+class GateDecision:
+    """The gate's answer, complete enough to audit later without re-running anything."""
+
+    model_name: str
+    candidate_version: str | None
+    candidate_run_id: str | None
+    baseline_version: str | None
+    status: GateStatus
+    reason: str
+    checks: list[MetricCheck]
+    no_champion_policy: NoChampionPolicy
+    eval_rows: int | None = None
+    eval_source: str | None = None
+    forced_by: str | None = None
+    gate_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def allows_promotion(self) -> bool:
+        return self.status in ("passed", "forced")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        # NaN is not JSON; a missing number is written as null and explained in ``note``.
+        return json.dumps(_nan_to_none(self.to_dict()), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GateDecision:
+        checks = [MetricCheck(**c) for c in data["checks"]]
+        return cls(**{**data, "checks": checks})
+
+    def render_table(self) -> str:
+        """A fixed-width table for task logs: one row per metric, then the verdict and why."""
+        head = ("metric", "dir", "candidate", "champion", "delta", "threshold", "tolerance", "result")
+        rows = [head]
+        for c in self.checks:
+            arrow = "↑" if c.higher_is_better else "↓"
+            bound = (
+                "" if c.threshold is None else ((">= " if c.higher_is_better else "<= ") + _fmt(c.threshold))
+            )
+            rows.append(
+                (
+                    c.metric,
+                    arrow,
+                    _fmt(c.candidate),
+                    _fmt(c.baseline),
+                    _fmt(c.delta, signed=True),
+                    bound,
+                    "" if c.tolerance is None else _fmt(c.tolerance),
+                    ("PASS" if c.passed else "FAIL") + (f" ({c.note})" if c.note else ""),
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        champion = f"v{self.baseline_version}" if self.baseline_version else "none"
+        title = (
+            f"Model gate {self.model_name} v{self.candidate_version} vs champion {champion}"
+            f" on {self.eval_rows if self.eval_rows is not None else '?'} rows"
+        )
+        return "\n".join([title, *lines, f"=> {self.status.upper()}: {self.reason}"])
+
+
+def _fmt(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "-"
+    if math.isnan(value):
+        return "NaN"
+    return f"{value:+.4f}" if signed else f"{value:.4f}"
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_nan_to_none(v) for v in obj]
+    return obj
+
+
+def _usable(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
+def _check(
+    rule: MetricRule, candidate: float | None, baseline: float | None, has_champion: bool
+) -> MetricCheck:
+    better = bool(rule.higher_is_better)
+    notes: list[str] = []
+    threshold_ok = non_inferior_ok = None
+    delta = candidate - baseline if _usable(candidate) and _usable(baseline) else None
+    if not _usable(candidate):
+        notes.append("candidate metric missing" if candidate is None else "candidate metric is NaN")
+    else:
+        if rule.threshold is not None:
+            threshold_ok = (
+                candidate >= rule.threshold - _EPS if better else candidate <= rule.threshold + _EPS
+            )
+            if not threshold_ok:
+                notes.append("below threshold" if better else "above threshold")
+        if rule.tolerance is not None and has_champion:
+            if delta is None:
+                notes.append("champion metric missing" if baseline is None else "champion metric is NaN")
+            else:
+                worse_by = -delta if better else delta
+                non_inferior_ok = worse_by <= rule.tolerance + _EPS
+                if not non_inferior_ok:
+                    notes.append(f"worse than champion by {worse_by:.4f} > {rule.tolerance}")
+        elif rule.tolerance is not None:
+            notes.append("no champion: tolerance not assessed")
+    passed = _usable(candidate) and threshold_ok is not False and non_inferior_ok is not False
+    if passed and rule.tolerance is not None and has_champion and non_inferior_ok is None:
+        passed = False  # a tolerance that could not be checked is not a pass
+    return MetricCheck(
+        metric=rule.metric,
+        higher_is_better=better,
+        candidate=candidate,
+        baseline=baseline,
+        delta=delta,
+        threshold=rule.threshold,
+        tolerance=rule.tolerance,
+        threshold_ok=threshold_ok,
+        non_inferior_ok=non_inferior_ok,
+        passed=bool(passed),
+        note="; ".join(notes),
+    )
+
+
+def decide(
+    rules: list[MetricRule],
+    candidate_metrics: dict[str, float],
+    baseline_metrics: dict[str, float] | None,
+    *,
+    model_name: str,
+    candidate_version: str | None = None,
+    candidate_run_id: str | None = None,
+    baseline_version: str | None = None,
+    no_champion: NoChampionPolicy = "absolute_only",
+    force_reason: str | None = None,
+    forced_by: str | None = None,
+    eval_rows: int | None = None,
+    eval_source: str | None = None,
+) -> GateDecision:
+    """Apply the rules to metrics already computed; pure, so every edge case is unit-testable.
+
+    ``baseline_metrics=None`` means there is no champion yet: with ``no_champion="absolute_only"``
+    only thresholds are checked (and the decision says so), with ``"reject"`` the gate refuses.
+    A forced pass needs a non-empty reason; it keeps every failed check visible next to the reason.
+    """
+    if no_champion not in ("absolute_only", "reject"):
+        raise GateError(f"no_champion must be 'absolute_only' or 'reject', got {no_champion!r}")
+    if not rules:
+        raise GateError("the gate needs at least one metric rule")
+    if force_reason is not None and not force_reason.strip():
+        raise GateError("a forced pass needs a non-empty reason")
+    has_champion = baseline_metrics is not None
+    base = baseline_metrics or {}
+    checks = [_check(r, candidate_metrics.get(r.metric), base.get(r.metric), has_champion) for r in rules]
+    failed = [c for c in checks if not c.passed]
+    if not has_champion and no_champion == "reject":
+        status: GateStatus = "rejected"
+        reason = "no champion to compare with and no_champion='reject'"
+    elif failed:
+        status = "rejected"
+        reason = "; ".join(f"{c.metric}: {c.note}" for c in failed)
+    else:
+        status = "passed"
+        reason = "all metrics within thresholds" + (
+            " and non-inferior to the champion"
+            if has_champion
+            else " (no champion yet: absolute thresholds only)"
+        )
+    if force_reason is not None:
+        verdict = f"gate verdict was {status}: {reason}"
+        reason = f"forced by {forced_by or 'unknown'}: {force_reason.strip()} ({verdict})"
+        status = "forced"
+    return GateDecision(
+        model_name=model_name,
+        candidate_version=candidate_version,
+        candidate_run_id=candidate_run_id,
+        baseline_version=baseline_version,
+        status=status,
+        reason=reason,
+        checks=checks,
+        no_champion_policy=no_champion,
+        eval_rows=eval_rows,
+        eval_source=eval_source,
+        forced_by=forced_by if force_reason is not None else None,
+    )
+
+
+def score_predictions(labels: pd.Series, probabilities: pd.Series) -> dict[str, float]:
+    """Binary-classification metrics; a metric that cannot be computed is NaN, never an exception.
+
+    NaN (one-class eval set, NaN predictions) then fails the gate with the metric named.
+    """
+    import numpy as np
+    from sklearn import metrics
+
+    y = np.asarray(labels, dtype=float)
+    p = np.asarray(probabilities, dtype=float)
+    if len(y) == 0 or np.isnan(p).any() or np.isnan(y).any():
+        return dict.fromkeys(HIGHER_IS_BETTER, float("nan"))
+    out: dict[str, float] = {}
+    both_classes = len(np.unique(y)) == 2
+    out["roc_auc"] = float(metrics.roc_auc_score(y, p)) if both_classes else float("nan")
+    out["average_precision"] = float(metrics.average_precision_score(y, p)) if both_classes else float("nan")
+    out["log_loss"] = float(metrics.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
+    out["brier"] = float(metrics.brier_score_loss(y, p))
+    out["accuracy"] = float(metrics.accuracy_score(y, p >= 0.5))
+    out["f1"] = float(metrics.f1_score(y, p >= 0.5, zero_division=0.0))
+    return out
+
+
+def load_version_model(client: MlflowClient, name: str, version: str) -> Any:
+    """The pyfunc model of one registered version, fetched through ``client``'s tracking server."""
+    import mlflow
+
+    source = client.get_model_version(name, version).source
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=source,
+        dst_path=tempfile.mkdtemp(prefix="conveyor-gate-"),
+        tracking_uri=client.tracking_uri,
+    )
+    return mlflow.pyfunc.load_model(local)
+
+
+def score_version(client: MlflowClient, name: str, version: str, frame: pd.DataFrame) -> dict[str, float]:
+    """Score one registered version on ``frame`` (features + ``delayed``)."""
+    if LABEL_COLUMN not in frame.columns:
+        raise GateError(
+            f"evaluation set has no label column {LABEL_COLUMN!r} (columns: {list(frame.columns)})"
+        )
+    model = load_version_model(client, name, version)
+    predictions = model.predict(frame.drop(columns=[LABEL_COLUMN]))
+    if SCORE_COLUMN not in predictions:
+        raise GateError(f"model {name} v{version} returned no {SCORE_COLUMN!r} column")
+    return score_predictions(frame[LABEL_COLUMN], predictions[SCORE_COLUMN])
+
+
+def load_eval_set(client: MlflowClient, run_id: str, artifact_path: str = EVAL_SET_ARTIFACT) -> pd.DataFrame:
+    """The held-out rows the training run logged, so candidate and champion see the same data."""
+    import pandas as pd
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = client.download_artifacts(run_id, artifact_path, tempfile.mkdtemp(prefix="conveyor-eval-"))
+    except (MlflowException, OSError) as exc:
+        raise GateError(
+            f"run {run_id} has no evaluation set at artifact {artifact_path!r}; "
+            f"pass eval_set explicitly ({exc})"
+        ) from exc
+    return pd.read_parquet(local)
+
+
+def resolve_version(client: MlflowClient, name: str, ref: str) -> str | None:
+    """A version number for ``ref`` (a version like ``"7"`` or an alias like ``"champion"``).
+
+    ``None`` when an alias is not set: "no champion yet" is a normal state, not an error.
+    """
+    from mlflow.exceptions import MlflowException
+
+    if ref.isdigit():
+        return client.get_model_version(name, ref).version
+    try:
+        return str(client.get_model_version_by_alias(name, ref).version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def run_gate(
+    client: MlflowClient,
+    name: str,
+    rules: list[MetricRule],
+    *,
+    candidate: str = "challenger",
+    baseline: str = "champion",
+    eval_set: pd.DataFrame | None = None,
+    no_champion: NoChampionPolicy = "absolute_only",
+    force_reason: str | None = None,
+    actor: str | None = None,
+    log: Any = None,
+) -> GateDecision:
+    """Score candidate and champion on one eval set, decide, and record the decision in MLflow.
+
+    ``candidate``/``baseline`` are versions or aliases. The eval set defaults to the one the
+    candidate's training run logged at ``evaluation/eval_set.parquet``.
+    """
+    if force_reason is not None and not force_reason.strip():
+        raise GateError("a forced pass needs a non-empty reason")
+    candidate_version = resolve_version(client, name, candidate)
+    if candidate_version is None:
+        raise GateError(f"registered model {name!r} has no version for candidate {candidate!r}")
+    run_id = client.get_model_version(name, candidate_version).run_id
+    baseline_version = resolve_version(client, name, baseline)
+    if eval_set is None:
+        if not run_id:
+            raise GateError(f"{name} v{candidate_version} has no source run to take the eval set from")
+        eval_set = load_eval_set(client, run_id)
+        source = f"runs:/{run_id}/{EVAL_SET_ARTIFACT}"
+    else:
+        source = "passed in"
+    _say(log, "scoring %s v%s on %d rows", name, candidate_version, len(eval_set))
+    candidate_metrics = score_version(client, name, candidate_version, eval_set)
+    baseline_metrics = None
+    if baseline_version is not None:
+        _say(log, "scoring champion %s v%s on the same rows", name, baseline_version)
+        baseline_metrics = score_version(client, name, baseline_version, eval_set)
+    decision = decide(
+        rules,
+        candidate_metrics,
+        baseline_metrics,
+        model_name=name,
+        candidate_version=candidate_version,
+        candidate_run_id=run_id,
+        baseline_version=baseline_version,
+        no_champion=no_champion,
+        force_reason=force_reason,
+        forced_by=actor,
+        eval_rows=len(eval_set),
+        eval_source=source,
+    )
+    record_decision(client, decision)
+    return decision
+
+
+def _say(log: Any, msg: str, *args: Any) -> None:
+    if log is not None:
+        log.info(msg, *args)
+
+
+def record_decision(client: MlflowClient, decision: GateDecision) -> None:
+    """Tags + JSON artifact on the candidate's run, and the same status on its model version.
+
+    The model-version tags are what ``registry.promote`` checks: one run may register several
+    versions, and promotion is decided per version.
+    """
+    tags = {
+        STATUS_TAG: decision.status,
+        REASON_TAG: decision.reason[:5000],
+        GATE_ID_TAG: decision.gate_id,
+        BASELINE_TAG: decision.baseline_version or "",
+    }
+    if decision.candidate_run_id:
+        for key, value in tags.items():
+            client.set_tag(decision.candidate_run_id, key, value)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / Path(DECISION_ARTIFACT).name
+            path.write_text(decision.to_json())
+            client.log_artifact(decision.candidate_run_id, str(path), str(Path(DECISION_ARTIFACT).parent))
+    if decision.candidate_version:
+        for key, value in tags.items():
+            client.set_model_version_tag(decision.model_name, decision.candidate_version, key, value)

@@ -1,0 +1,1 @@
+"""Airflow hooks: turn connections into the clients and settings ``conveyor.core`` takes as arguments."""
