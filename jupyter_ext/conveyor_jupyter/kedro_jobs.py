@@ -1,0 +1,145 @@
+"""Kedro pipeline runs started from a notebook, outside the kernel.
+
+``kedro run`` trains a torch model for minutes; inside the kernel it would block the notebook.
+Each run is a child process (``python -m conveyor_jupyter.kedro_jobs``) that runs Kedro and
+records its state in ``<jobs_root>/<id>/state.json``. The kernel and the Jupyter server share that
+folder (the Jupyter runtime dir), so the side panel and the run renderer follow a run that a
+kernel started, and the run survives a kernel restart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from conveyor.local.process import log_tail, start_group
+from conveyor_jupyter.views import RunView
+
+_MLFLOW_RUN = re.compile(r"(https?://\S+?)/#/experiments/(\d+)/runs/([0-9a-f]{32})")
+_PARAM = re.compile(r"^[A-Za-z_][\w.]*=.*$")
+
+
+class KedroJobError(ValueError):
+    """A Kedro run that cannot be started as asked."""
+
+
+def jobs_root() -> Path:
+    from jupyter_core.paths import jupyter_runtime_dir
+
+    return Path(jupyter_runtime_dir()) / "conveyor-kedro"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def kedro_params(pairs: list[str]) -> str:
+    """``["a=1", "b.c=x"]`` → Kedro's ``--params a=1,b.c=x``; refuses what Kedro would misread."""
+    for pair in pairs:
+        if not _PARAM.match(pair):
+            raise KedroJobError(f"param {pair!r} must look like name=value")
+        if "," in pair:
+            raise KedroJobError(f"param {pair!r} holds a comma, which Kedro's --params cannot carry")
+    return ",".join(pairs)
+
+
+@dataclass
+class KedroJob:
+    """One local Kedro run, known by the folder that holds its state and log."""
+
+    job_id: str
+    root: Path
+
+    @property
+    def folder(self) -> Path:
+        return self.root / self.job_id
+
+    @property
+    def log_path(self) -> Path:
+        return self.folder / "kedro.log"
+
+    def state(self) -> dict[str, Any]:
+        path = self.folder / "state.json"
+        if not path.exists():
+            raise KedroJobError(f"no Kedro run {self.job_id!r} under {self.root}")
+        return json.loads(path.read_text())
+
+    def view(self, mlflow_ui: str = "") -> RunView:
+        state = self.state()
+        links: dict[str, str] = {}
+        match = (
+            _MLFLOW_RUN.search(self.log_path.read_text(errors="replace")) if self.log_path.exists() else None
+        )
+        if match:
+            base = mlflow_ui.rstrip("/") or match.group(1)
+            links["MLflow"] = f"{base}/#/experiments/{match.group(2)}/runs/{match.group(3)}"
+        return RunView(
+            kind="kedro",
+            run_id=self.job_id,
+            pipeline=state["pipeline"],
+            state=state["state"],
+            start_date=state.get("start_date"),
+            end_date=state.get("end_date"),
+            conf={"params": state.get("params", "")},
+            links=links,
+            message=state.get("message", ""),
+        )
+
+    def log(self, lines: int = 200) -> str:
+        return log_tail(self.log_path, lines)
+
+
+def start(project: Path, pipeline: str, params: list[str], root: Path, env: dict[str, str]) -> KedroJob:
+    """Launch ``kedro run`` for ``pipeline`` in ``project`` and return at once."""
+    if not (project / "pyproject.toml").exists():
+        raise KedroJobError(
+            f"{project} is not a Kedro project (no pyproject.toml); set CONVEYOR_KEDRO_PROJECT"
+        )
+    job = KedroJob(f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", root)
+    job.folder.mkdir(parents=True)
+    spec = {
+        "pipeline": pipeline,
+        "params": kedro_params(params),
+        "project": str(project),
+        "state": "queued",
+        "start_date": _now(),
+    }
+    (job.folder / "state.json").write_text(json.dumps(spec))
+    cmd = [sys.executable, "-m", "conveyor_jupyter.kedro_jobs", str(job.folder)]
+    start_group(cmd, job.folder / "runner.log", env={"KEDRO_DISABLE_TELEMETRY": "1", **env}, cwd=project)
+    return job
+
+
+def _run(folder: Path) -> int:
+    """The child process: run Kedro, then record how it ended."""
+    path = folder / "state.json"
+    spec = json.loads(path.read_text())
+    cmd = [sys.executable, "-m", "kedro", "run", "--pipeline", spec["pipeline"]]
+    if spec["params"]:
+        cmd += ["--params", spec["params"]]
+    path.write_text(json.dumps({**spec, "state": "running", "pid": os.getpid()}))
+    started = time.monotonic()
+    with open(folder / "kedro.log", "ab") as log:
+        code = subprocess.call(cmd, cwd=spec["project"], stdout=log, stderr=subprocess.STDOUT)
+    final = {
+        **spec,
+        "state": "success" if code == 0 else "failed",
+        "returncode": code,
+        "end_date": _now(),
+        "message": f"kedro run exited with {code} after {time.monotonic() - started:.0f}s",
+    }
+    path.write_text(json.dumps(final))
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(_run(Path(sys.argv[1])))

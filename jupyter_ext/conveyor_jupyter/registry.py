@@ -1,0 +1,164 @@
+"""What a notebook user wants to know about a registered model, read from the MLflow registry.
+
+One summary serves the ``%conveyor models`` magic and the side panel's models view, so both show
+the same champion/challenger comparison. MLflow's client is synchronous: the server extension
+calls these functions in a worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+GATE_PREFIX = "conveyor.gate."
+LINEAGE_PREFIX = "conveyor."
+ALIASES = ("champion", "challenger")
+
+
+class RegistryError(RuntimeError):
+    """MLflow could not answer; the message says which server and why."""
+
+
+def _client(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    if not tracking_uri:
+        raise RegistryError("no MLflow tracking URI configured (set MLFLOW_TRACKING_URI)")
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+def model_summary(tracking_uri: str, name: str, max_versions: int = 20) -> dict[str, Any]:
+    """Versions (newest first) with aliases, run metrics, gate results and lineage tags."""
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        model = client.get_registered_model(name)
+        versions = client.search_model_versions(
+            f"name='{name}'", max_results=max_versions, order_by=["version_number DESC"]
+        )
+    except MlflowException as exc:
+        if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
+            raise RegistryError(f"no registered model named {name!r} on {tracking_uri}") from None
+        raise RegistryError(f"MLflow at {tracking_uri} failed: {exc.message}") from None
+    except Exception as exc:  # connection refused, DNS, timeouts: surfaced, not swallowed
+        raise RegistryError(f"MLflow at {tracking_uri} is unreachable: {exc}") from None
+
+    aliases_by_version: dict[str, list[str]] = {}
+    for alias, version in (model.aliases or {}).items():
+        aliases_by_version.setdefault(str(version), []).append(alias)
+    rows = []
+    for mv in versions:
+        metrics: dict[str, float] = {}
+        if mv.run_id:
+            try:
+                metrics = dict(client.get_run(mv.run_id).data.metrics)
+            except MlflowException:
+                metrics = {}  # run deleted: the version stays listed, without metrics
+        tags = dict(mv.tags or {})
+        rows.append(
+            {
+                "version": str(mv.version),
+                "aliases": sorted(aliases_by_version.get(str(mv.version), [])),
+                "run_id": mv.run_id,
+                "created": mv.creation_timestamp,
+                "status": mv.status,
+                "metrics": metrics,
+                "gate": {
+                    k.removeprefix(GATE_PREFIX): v for k, v in tags.items() if k.startswith(GATE_PREFIX)
+                },
+                "lineage": {
+                    k.removeprefix(LINEAGE_PREFIX): v
+                    for k, v in tags.items()
+                    if k.startswith(LINEAGE_PREFIX) and not k.startswith(GATE_PREFIX)
+                },
+            }
+        )
+    return {
+        "name": name,
+        "aliases": {alias: str(v) for alias, v in (model.aliases or {}).items()},
+        "versions": rows,
+        "comparison": compare_aliases(rows),
+    }
+
+
+def compare_aliases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Champion vs challenger, metric by metric, as the promotion gate would see them."""
+    by_alias = {alias: row for row in rows for alias in row["aliases"]}
+    champion, challenger = by_alias.get("champion"), by_alias.get("challenger")
+    if champion is None and challenger is None:
+        return []
+    names = sorted(set((champion or {}).get("metrics", {})) | set((challenger or {}).get("metrics", {})))
+    out = []
+    for metric in names:
+        a = (champion or {}).get("metrics", {}).get(metric)
+        b = (challenger or {}).get("metrics", {}).get(metric)
+        out.append(
+            {
+                "metric": metric,
+                "champion": a,
+                "challenger": b,
+                "delta": None if a is None or b is None else b - a,
+            }
+        )
+    return out
+
+
+# Drift reports are MLflow runs of the monitoring DAG, tagged with the model they watched; the JSON
+# report and per-feature plots are artifacts under ``drift/``.
+DRIFT_MODEL_TAG = "conveyor.drift.model"
+DRIFT_FOLDER = "drift"
+DRIFT_REPORT = "drift/drift_report.json"
+
+
+def drift_summary(tracking_uri: str, name: str) -> dict[str, Any]:
+    """The newest drift report for model ``name``: its JSON and the paths of its plots."""
+    import json
+    import tempfile
+
+    from mlflow.exceptions import MlflowException
+
+    client = _client(tracking_uri)
+    try:
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        runs = client.search_runs(
+            experiments,
+            filter_string=f"tags.`{DRIFT_MODEL_TAG}` = '{name}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    except MlflowException as exc:
+        raise RegistryError(f"MLflow at {tracking_uri} failed: {exc.message}") from None
+    except Exception as exc:
+        raise RegistryError(f"MLflow at {tracking_uri} is unreachable: {exc}") from None
+    if not runs:
+        raise RegistryError(
+            f"no drift report for model {name!r} yet (no run tagged {DRIFT_MODEL_TAG}={name})"
+        )
+    run = runs[0]
+    files = [f.path for f in client.list_artifacts(run.info.run_id, DRIFT_FOLDER)]
+    report: dict[str, Any] = {}
+    if DRIFT_REPORT in files:
+        local = client.download_artifacts(
+            run.info.run_id, DRIFT_REPORT, tempfile.mkdtemp(prefix="conveyor-drift-")
+        )
+        with open(local) as fh:
+            report = json.load(fh)
+    return {
+        "name": name,
+        "run_id": run.info.run_id,
+        "experiment_id": run.info.experiment_id,
+        "start_time": run.info.start_time,
+        "metrics": dict(run.data.metrics),
+        "report": report,
+        "plots": sorted(p for p in files if p.endswith(".png")),
+    }
+
+
+def artifact_bytes(tracking_uri: str, run_id: str, path: str) -> bytes:
+    """One artifact's content (a drift plot), fetched server-side so the browser needs no MLflow access."""
+    import tempfile
+    from pathlib import Path
+
+    client = _client(tracking_uri)
+    local = client.download_artifacts(run_id, path, tempfile.mkdtemp(prefix="conveyor-artifact-"))
+    return Path(local).read_bytes()
