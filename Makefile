@@ -8,7 +8,7 @@ export KEDRO_DISABLE_TELEMETRY := 1
 export DO_NOT_TRACK := 1
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: venv test lint pytest demo down constraints clean apt bench
+.PHONY: venv test test-ts lint pytest demo airflow down constraints clean apt bench
 
 venv: $(STAMP)
 
@@ -31,13 +31,22 @@ lint: venv
 pytest: venv apt
 	@bash scripts/run_pytest.sh $(PYTEST_ARGS)
 
-test: lint pytest
+# TypeScript unit tests of the JupyterLab extension (node_modules come from `pip install -e .`).
+test-ts: venv
+	cd jupyter_ext && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install --immutable && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm test
+
+test: lint pytest test-ts
 
 demo: venv
 	$(BIN)/python -m conveyor.demo
 
+# Local Airflow (PostgreSQL, api-server, scheduler, dag-processor, triggerer) + MLflow under var/, for the UI.
+airflow: venv
+	$(BIN)/python -m conveyor.local.airflow
+
+# Stops every service recorded in var/services.json (Airflow, PostgreSQL, MLflow, gateway, ...).
 down:
-	-$(BIN)/python -m conveyor.demo --down
+	-$(BIN)/python -m conveyor.local.services
 
 bench: venv
 	$(BIN)/python benchmarks/pipeline.py
