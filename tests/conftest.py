@@ -13,6 +13,9 @@ import pytest
 
 from conveyor.local.mlflow_server import MlflowServer
 
+# The real-Airflow fixtures (``airflow``, ``airflow_client``), shared by the DAG and Jupyter tests.
+pytest_plugins = ["tests.support.airflow"]
+
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")

@@ -1,0 +1,1 @@
+"""HTTP clients for the services Conveyor drives (Airflow REST API v2, gateway admin API)."""

@@ -1,0 +1,288 @@
+"""A real local Airflow: api-server, scheduler, dag-processor and triggerer on PostgreSQL.
+
+The same class serves ``make airflow`` (exploration under ``var/airflow``), ``make demo`` and the
+test fixtures, so the tests drive exactly what a user runs. Each component runs in its own
+process group: the scheduler forks LocalExecutor workers and task supervisors that would
+otherwise survive a plain SIGTERM of their parent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.local import services
+from conveyor.local.postgres import LocalPostgres
+from conveyor.local.process import ensure_port_free, free_port, log_tail, start_group, stop_group, wait_http
+
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def connection_env(
+    mlflow_url: str, kedro_project: Path = REPO_ROOT / "kedro_project", gateway_url: str | None = None
+) -> dict[str, str]:
+    """The Conveyor connections (``docs/contracts.md``) as ``AIRFLOW_CONN_*`` variables for ``extra_env``."""
+    conns: dict[str, dict] = {
+        "MLFLOW_DEFAULT": {"conn_type": "conveyor_mlflow", "host": mlflow_url},
+        "KEDRO_DEFAULT": {"conn_type": "conveyor_kedro", "extra": {"project_path": str(kedro_project)}},
+    }
+    if gateway_url is not None:
+        conns["CONVEYOR_GATEWAY_DEFAULT"] = {"conn_type": "conveyor_gateway", "host": gateway_url}
+    return {f"AIRFLOW_CONN_{name}": json.dumps(conn) for name, conn in conns.items()}
+
+
+@dataclass
+class LocalAirflow:
+    """Airflow 3 with LocalExecutor whose whole state (config, logs, database) lives under ``home``.
+
+    ``parallelism`` defaults to the number of cores (at least 2): every running task is a Python
+    process importing torch or MLflow, and more of them than cores only makes each one slower.
+    ``extra_env`` reaches every component and task, e.g. ``AIRFLOW_CONN_MLFLOW_DEFAULT``.
+    """
+
+    home: Path
+    dags_folder: Path
+    port: int = field(default_factory=free_port)
+    host: str = "127.0.0.1"
+    username: str = "admin"
+    password: str = "admin"
+    parallelism: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
+    extra_env: dict[str, str] = field(default_factory=dict)
+    state_file: Path | None = None
+    postgres: LocalPostgres | None = None
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def log_path(self, component: str) -> Path:
+        return self.home / "logs" / f"{component}.log"
+
+    def client(self, timeout: float = 30.0):
+        """A REST client logged in as the admin user (sync; see ``conveyor.clients.airflow``)."""
+        from conveyor.clients.airflow import AirflowClient
+
+        return AirflowClient(self.url, self.username, self.password, timeout=timeout)
+
+    def env(self) -> dict[str, str]:
+        """The environment of every component: config as env vars, so ``home`` needs no airflow.cfg edits."""
+        if self.postgres is None:
+            raise RuntimeError("LocalAirflow.env() needs the database: call start() first")
+        secret = self._secrets()
+        venv_bin = str(Path(sys.executable).parent)
+        return {
+            "PATH": f"{venv_bin}{os.pathsep}{os.environ.get('PATH', '')}",
+            "AIRFLOW_HOME": str(self.home),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder.resolve()),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
+            "AIRFLOW__CORE__FERNET_KEY": secret["fernet_key"],
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": f"{self.username}:admin",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(self._passwords_file),
+            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.url}/execution/",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.postgres.sqlalchemy_url("airflow"),
+            "AIRFLOW__API__HOST": self.host,
+            "AIRFLOW__API__PORT": str(self.port),
+            "AIRFLOW__API__BASE_URL": self.url,
+            "AIRFLOW__API__WORKERS": "1",
+            "AIRFLOW__API__SECRET_KEY": secret["secret_key"],
+            "AIRFLOW__API_AUTH__JWT_SECRET": secret["jwt_secret"],
+            # Two Airflows on one host (a test session beside ``make airflow``) must not share
+            # the log-server ports, or the second scheduler dies with "address already in use".
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(secret["worker_log_port"]),
+            "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(secret["trigger_log_port"]),
+            # New DAG files show up within seconds instead of minutes.
+            "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            "KEDRO_DISABLE_TELEMETRY": "1",
+            "DO_NOT_TRACK": "1",
+            **self.extra_env,
+        }
+
+    @property
+    def _passwords_file(self) -> Path:
+        return self.home / "simple_auth_manager_passwords.json"
+
+    def _secrets(self) -> dict:
+        """Keys shared by all components, kept in ``home`` so a restart can read what it encrypted."""
+        path = self.home / "conveyor-secrets.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        from cryptography.fernet import Fernet
+
+        values = {
+            "fernet_key": Fernet.generate_key().decode(),
+            "secret_key": secrets.token_urlsafe(32),
+            "jwt_secret": secrets.token_urlsafe(32),
+            "worker_log_port": free_port(),
+            "trigger_log_port": free_port(),
+        }
+        path.write_text(json.dumps(values))
+        path.chmod(0o600)
+        return values
+
+    def start(self, timeout: float = 180.0) -> LocalAirflow:
+        started = time.monotonic()
+        self.home.mkdir(parents=True, exist_ok=True)
+        ensure_port_free(self.host, self.port)
+        if self.postgres is None:
+            self.postgres = LocalPostgres(self.home / "postgres")
+        self.postgres.start()
+        self._record("postgres", self.postgres.pid, group=False, stop_signal="SIGINT")
+        self.postgres.create_database("airflow")
+        # A known login instead of the generated password Airflow would print once.
+        self._passwords_file.write_text(json.dumps({self.username: self.password}))
+        env = {**os.environ, **self.env()}
+        self._migrate(env)
+        try:
+            for component in COMPONENTS:
+                cmd = [sys.executable, "-m", "airflow", component]
+                self.procs[component] = start_group(cmd, self.log_path(component), env=env, cwd=self.home)
+                self._record(component, self.procs[component].pid)
+            self._wait_healthy(timeout - (time.monotonic() - started))
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _migrate(self, env: dict[str, str]) -> None:
+        log = self.log_path("db-migrate")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:
+            result = subprocess.run(
+                [sys.executable, "-m", "airflow", "db", "migrate"],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        if result.returncode != 0:
+            raise RuntimeError(f"airflow db migrate failed (exit {result.returncode}):\n{log_tail(log)}")
+
+    def _wait_healthy(self, timeout: float) -> None:
+        """Wait until the API answers and the scheduler, dag-processor and triggerer heartbeat."""
+        health = f"{self.url}/api/v2/monitor/health"
+        try:
+            wait_http(health, timeout=timeout, proc=self.procs["api-server"])
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(
+                f"Airflow api-server did not start: {exc}\n{log_tail(self.log_path('api-server'))}"
+            ) from exc
+        deadline = time.monotonic() + max(timeout, 30.0)
+        unhealthy: list[str] = list(COMPONENTS[1:])
+        while time.monotonic() < deadline:
+            for component, proc in self.procs.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(
+                        f"Airflow {component} exited with {proc.returncode}:\n"
+                        f"{log_tail(self.log_path(component))}"
+                    )
+            with self.client() as client:
+                status = client.health()
+            unhealthy = [
+                name
+                for name, key in (
+                    ("scheduler", "scheduler"),
+                    ("dag-processor", "dag_processor"),
+                    ("triggerer", "triggerer"),
+                )
+                if (status.get(key) or {}).get("status") != "healthy"
+            ]
+            if not unhealthy:
+                return
+            time.sleep(1.0)
+        raise RuntimeError(f"Airflow components not healthy after {timeout:.0f}s: {', '.join(unhealthy)}")
+
+    def stop(self) -> None:
+        """Stop the components, then the database they write to.
+
+        All groups get SIGTERM at once: each component takes seconds to shut down gracefully,
+        and one after the other that adds up to half a minute.
+        """
+        for proc in self.procs.values():
+            with suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+        for component in reversed(list(self.procs)):
+            stop_group(self.procs.pop(component), timeout=20.0)
+        if self.postgres is not None:
+            self.postgres.stop()
+        self._forget(*COMPONENTS, "postgres")
+
+    def _record(self, name: str, pid: int | None, **kwargs: object) -> None:
+        if self.state_file is not None and pid is not None:
+            services.record(self.state_file, f"airflow-{name}", pid, url=self.url, **kwargs)
+
+    def _forget(self, *names: str) -> None:
+        if self.state_file is not None:
+            services.forget(self.state_file, *(f"airflow-{name}" for name in names))
+
+    def __enter__(self) -> LocalAirflow:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _port(preferred: int) -> int:
+    """``preferred`` when nothing listens there (bookmarks keep working), else any free port."""
+    try:
+        ensure_port_free("127.0.0.1", preferred)
+    except RuntimeError:
+        return free_port()
+    return preferred
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``make airflow``: MLflow + Airflow under ``var/`` for exploring the DAGs in the UI."""
+    from conveyor.local.mlflow_server import MlflowServer
+
+    parser = argparse.ArgumentParser(description="Start a local Airflow (and MLflow) for the Conveyor DAGs.")
+    parser.add_argument("--var", type=Path, default=Path("var"), help="state folder (default: var)")
+    parser.add_argument("--dags", type=Path, default=REPO_ROOT / "dags")
+    parser.add_argument("--port", type=int, default=8080, help="api-server port if free (default 8080)")
+    parser.add_argument("--mlflow-port", type=int, default=5000, help="MLflow port if free (default 5000)")
+    args = parser.parse_args(argv)
+    state_file = args.var / "services.json"
+    running = services.running(state_file)
+    if "airflow-api-server" in running:
+        print(f"Airflow already runs at {running['airflow-api-server']['url']} (login admin / admin)")
+        print("Stop everything with: make down")
+        return 0
+
+    mlflow = MlflowServer(root=args.var / "mlflow", port=_port(args.mlflow_port)).start()
+    assert mlflow.proc is not None
+    services.record(state_file, "mlflow", mlflow.proc.pid, url=mlflow.url)
+    airflow = LocalAirflow(
+        home=(args.var / "airflow").resolve(),
+        dags_folder=args.dags,
+        port=_port(args.port),
+        extra_env=connection_env(mlflow.url),
+        state_file=state_file,
+    )
+    started = time.monotonic()
+    print(f"starting Airflow (PostgreSQL, db migrate, 4 components) under {airflow.home} ...", flush=True)
+    airflow.start()
+    print(f"Airflow  {airflow.url}   login: {airflow.username} / {airflow.password}")
+    print(f"MLflow   {mlflow.url}")
+    print(f"logs     {airflow.home / 'logs'}   (ready in {time.monotonic() - started:.0f}s)")
+    print("DAGs start paused: unpause them in the UI. Stop everything with: make down")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
