@@ -1,0 +1,154 @@
+"""alibi-detect backend (default): TabularDrift / KSDrift / ChiSquareDrift, MMDDrift, CVMDriftOnline.
+
+alibi-detect 0.13 is under the Business Source License 1.1 (no production use without a licence
+from Seldon); ``ScipyDriftDetector`` is the permissive alternative with the same result shape.
+The detector is persisted with alibi-detect's own ``save_detector`` (``alibi/config.toml`` +
+``x_ref.npy``) so the saved artefact is usable by anyone with alibi-detect alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from conveyor.core.drift.interface import DriftDetector, DriftInputError, DriftResult, Encoded
+
+ALIBI_FOLDER = "alibi"
+
+
+class AlibiDriftDetector(DriftDetector):
+    """Univariate (default), multivariate MMD on the pytorch backend, or online CVM."""
+
+    backend = "alibi"
+
+    def _fit(self) -> None:
+        self._standardise = _Standardiser(self.reference.numeric)
+        self._detector = self._build()
+
+    def _build(self) -> Any:
+        from alibi_detect.cd import ChiSquareDrift, CVMDriftOnline, KSDrift, MMDDrift, TabularDrift
+
+        cfg = self.config
+        if cfg.method == "univariate":
+            x_ref = self._univariate_matrix(self.reference)
+            n_num = len(self.schema.numeric)
+            if not self.schema.categorical:
+                return KSDrift(x_ref, p_val=cfg.p_val, correction=cfg.correction)
+            categories = {n_num + j: None for j in range(len(self.schema.categorical))}
+            if not self.schema.numeric:
+                return ChiSquareDrift(
+                    x_ref, p_val=cfg.p_val, categories_per_feature=categories, correction=cfg.correction
+                )
+            return TabularDrift(
+                x_ref, p_val=cfg.p_val, categories_per_feature=categories, correction=cfg.correction
+            )
+        x_ref = self._sample(self._dense(self.reference))
+        if cfg.method == "mmd":
+            return MMDDrift(
+                x_ref, backend="pytorch", p_val=cfg.p_val, n_permutations=cfg.n_permutations, device="cpu"
+            )
+        if not self.schema.numeric or self.schema.categorical:
+            raise DriftInputError("cvm_online tests continuous features only: name numeric features alone")
+        if min(cfg.online_window_sizes) >= len(x_ref):
+            raise DriftInputError(
+                f"online window sizes {cfg.online_window_sizes} must be smaller than the "
+                f"reference ({len(x_ref)} rows)"
+            )
+        return CVMDriftOnline(
+            x_ref,
+            ert=cfg.online_ert,
+            window_sizes=list(cfg.online_window_sizes),
+            n_bootstraps=cfg.online_bootstraps,
+            verbose=False,
+        )
+
+    @staticmethod
+    def _univariate_matrix(encoded: Encoded) -> np.ndarray:
+        return np.hstack([encoded.numeric, encoded.codes.astype(np.float64)])
+
+    def _dense(self, encoded: Encoded) -> np.ndarray:
+        """Standardised numerics + one-hot categoricals (incl. the unseen bucket) for kernel tests."""
+        parts = [self._standardise(encoded.numeric)]
+        for j, col in enumerate(self.schema.categorical):
+            width = len(self.schema.categories[col]) + 1
+            parts.append(np.eye(width, dtype=np.float32)[encoded.codes[:, j]])
+        return np.hstack(parts).astype(np.float32)
+
+    def _sample(self, matrix: np.ndarray) -> np.ndarray:
+        """Kernel and online tests cost O(n^2): test a seeded random subsample, not every row."""
+        limit = self.config.max_reference_rows
+        if len(matrix) <= limit:
+            return matrix
+        rows = np.random.default_rng(self.config.seed).choice(len(matrix), size=limit, replace=False)
+        return matrix[np.sort(rows)]
+
+    def _check(self, encoded: Encoded) -> DriftResult:
+        cfg = self.config
+        if cfg.method == "univariate":
+            data = self._detector.predict(self._univariate_matrix(encoded), drift_type="batch")["data"]
+            n_num = len(self.schema.numeric)
+            tests = ["ks"] * n_num + ["chi2"] * len(self.schema.categorical)
+            return self._univariate_result(
+                encoded, np.asarray(data["distance"], float), np.asarray(data["p_val"], float), tests
+            )
+        window = self._sample(self._dense(encoded))
+        if cfg.method == "mmd":
+            data = self._detector.predict(window)["data"]
+            return self._result(
+                encoded,
+                is_drift=bool(data["is_drift"]),
+                threshold=cfg.p_val,
+                statistic=float(data["distance"]),
+                p_value=float(data["p_val"]),
+            )
+        return self._check_online(encoded, window)
+
+    def _check_online(self, encoded: Encoded, window: np.ndarray) -> DriftResult:
+        """Feed the window row by row from a fresh state; drift = the first row whose statistic
+        crosses the ERT-calibrated threshold."""
+        detector = self._detector
+        detector.reset_state()
+        peak, threshold, detected = 0.0, float("nan"), None
+        try:
+            for row in window:
+                data = detector.predict(row, return_test_stat=True)["data"]
+                if data["test_stat"] is not None and data["threshold"] is not None:
+                    peak = max(peak, float(np.nanmax(data["test_stat"])))
+                    threshold = float(np.min(data["threshold"]))
+                if data["is_drift"]:
+                    detected = int(data["time"]) - 1
+                    break
+        finally:
+            detector.reset_state()
+        return self._result(
+            encoded,
+            is_drift=detected is not None,
+            threshold=threshold,
+            statistic=peak,
+            detection_row=detected,
+        )
+
+    def _save(self, folder: Path) -> None:
+        from alibi_detect.saving import save_detector
+
+        save_detector(self._detector, folder / ALIBI_FOLDER)
+
+    def _load(self, folder: Path) -> None:
+        from alibi_detect.saving import load_detector
+
+        self._standardise = _Standardiser(self.reference.numeric)
+        self._detector = load_detector(folder / ALIBI_FOLDER)
+
+
+class _Standardiser:
+    """Reference mean/std scaling, so a kernel bandwidth is not dominated by ``distance`` in miles."""
+
+    def __init__(self, reference: np.ndarray) -> None:
+        self.mean = reference.mean(axis=0) if len(reference) else 0.0
+        std = reference.std(axis=0) if len(reference) else 1.0
+        self.std = np.where(std > 0, std, 1.0)
+
+    def __call__(self, matrix: np.ndarray) -> np.ndarray:
+        return ((matrix - self.mean) / self.std).astype(np.float32)
