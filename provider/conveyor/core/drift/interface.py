@@ -164,7 +164,7 @@ class DriftResult:
         data = asdict(self)
         data["drift_share"] = self.drift_share
         data["drifted_features"] = self.drifted_features
-        return _plain(data)
+        return plain_json(data)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DriftResult:
@@ -174,12 +174,12 @@ class DriftResult:
         return cls(**kwargs)
 
 
-def _plain(value: Any) -> Any:
+def plain_json(value: Any) -> Any:
     """numpy scalars/arrays to Python; NaN/inf to None so the JSON is valid everywhere."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): plain_json(v) for k, v in value.items()}
     if isinstance(value, list | tuple | np.ndarray):
-        return [_plain(v) for v in value]
+        return [plain_json(v) for v in value]
     if isinstance(value, np.bool_ | bool):
         return bool(value)
     if isinstance(value, np.integer):

@@ -1,0 +1,99 @@
+"""Which inference-log rows a check looks at, and how many there are (cheaply, for triggers).
+
+Kept apart from the statistics so the triggerer imports only pandas/pyarrow/fsspec, never
+alibi-detect, MLflow or matplotlib.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+
+from conveyor.core import inference_log
+
+
+@dataclass(frozen=True)
+class Window:
+    """``[start, end)`` in UTC."""
+
+    start: pd.Timestamp
+    end: pd.Timestamp
+
+    @classmethod
+    def ending(cls, end: datetime | str | pd.Timestamp, hours: float) -> Window:
+        if hours <= 0:
+            raise ValueError(f"window_hours must be positive, got {hours}")
+        stop = pd.Timestamp(end)
+        stop = stop.tz_localize("UTC") if stop.tzinfo is None else stop.tz_convert("UTC")
+        return cls(stop - timedelta(hours=hours), stop)
+
+    def to_dict(self) -> dict[str, str]:
+        return {"start": self.start.isoformat(), "end": self.end.isoformat()}
+
+
+class RowCounter:
+    """Counts inference-log rows in a window cheaply enough for a triggerer's polling loop.
+
+    Log files are immutable (one new file per flush), so each file's matching timestamps are read
+    once (only the ``ts``/``model_version``/``slot`` columns) and cached; later polls only list
+    the window's hour folders and open files that appeared since.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        kind: str = inference_log.PREDICTIONS,
+        model_version: str | None = None,
+        slot: str | None = None,
+        storage_options: dict | None = None,
+    ) -> None:
+        self.url, self.kind = url, kind
+        self.model_version, self.slot = model_version, slot
+        self.storage_options = storage_options
+        self._seen: dict[str, np.ndarray] = {}
+
+    def count(self, window: Window) -> int:
+        import fsspec
+        import pyarrow.parquet as pq
+
+        fs, root = fsspec.core.url_to_fs(self.url, **(self.storage_options or {}))
+        filters = (
+            {"model_version": self.model_version, "slot": self.slot} if self.kind == "predictions" else {}
+        )
+        columns = ["ts", *[c for c, v in filters.items() if v is not None]]
+        stamps = []
+        for hour in inference_log._hours(window.start, window.end):
+            folder = inference_log._partition_path(root, self.kind, hour)
+            paths = fs.glob(f"{folder}/*.parquet") if fs.exists(folder) else []
+            for path in paths:
+                if path not in self._seen:
+                    with fs.open(path, "rb") as handle:
+                        table = pq.read_table(handle, columns=columns).to_pandas()
+                    for column, wanted in filters.items():
+                        if wanted is not None:
+                            table = table[table[column].astype(str) == str(wanted)]
+                    self._seen[path] = pd.to_datetime(table["ts"], utc=True).to_numpy(dtype="datetime64[ns]")
+                stamps.append(self._seen[path])
+        if not stamps:
+            return 0
+        ts = np.concatenate(stamps)
+        start, end = np.datetime64(window.start.tz_convert(None)), np.datetime64(window.end.tz_convert(None))
+        return int(((ts >= start) & (ts < end)).sum())
+
+
+def read_window(
+    url: str,
+    window: Window,
+    model_version: str | None,
+    slot: str | None = None,
+    max_rows: int | None = None,
+    storage_options: dict | None = None,
+) -> pd.DataFrame:
+    """The window's predictions; with ``max_rows``, only the latest rows ("last N rows")."""
+    frame = inference_log.read_predictions(
+        url, window.start, window.end, model_version=model_version, slot=slot, storage_options=storage_options
+    )
+    return frame.tail(max_rows).reset_index(drop=True) if max_rows else frame
