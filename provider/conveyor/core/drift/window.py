@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,3 +98,45 @@ def read_window(
         url, window.start, window.end, model_version=model_version, slot=slot, storage_options=storage_options
     )
     return frame.tail(max_rows).reset_index(drop=True) if max_rows else frame
+
+
+def _utc(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def readiness(
+    counter: RowCounter,
+    *,
+    window_hours: float,
+    window_end: datetime | str | None,
+    min_rows: int,
+    since: datetime | str | None = None,
+    min_new_rows: int = 0,
+    now: datetime | str | None = None,
+) -> dict[str, Any]:
+    """Is there enough data to test? Plain JSON, so it can travel in a ``TriggerEvent``.
+
+    ``window_end=None`` slides the window with ``now``; a fixed end "closes" the window once it
+    has passed, and a closed window is tested with whatever it holds. ``since``/``min_new_rows``
+    ask for fresh rows after a previous check (so a re-check never tests the same data twice).
+    """
+    current = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
+    end = _utc(window_end) if window_end is not None else current
+    window = Window.ending(end, window_hours)
+    closed = window_end is not None and current >= end
+    rows = counter.count(window)
+    if since is None:
+        new_rows = rows
+    else:
+        after = max(_utc(since), window.start)
+        new_rows = counter.count(Window(after, end)) if after < end else 0
+    return {
+        "ready": bool(closed or (rows >= min_rows and new_rows >= min_new_rows)),
+        "closed": bool(closed),
+        "rows": rows,
+        "new_rows": new_rows,
+        "window_start": window.start.isoformat(),
+        "window_end": window.end.isoformat(),
+        "seconds_to_close": (end - current).total_seconds() if window_end is not None else None,
+    }

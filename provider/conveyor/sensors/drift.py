@@ -1,0 +1,314 @@
+"""Drift and performance sensors over the inference log (deferrable by default, poke as an option).
+
+While waiting for data a deferred sensor holds no worker slot: ``InferenceLogTrigger`` counts
+rows in the triggerer. Once there is enough, the worker runs the check of
+``conveyor.core.drift.monitor`` (statistics, MLflow report, Pushgateway) and the task returns its
+plain-JSON payload as XCom: ``{"kind", "decision", "reason", "window", "mlflow_run_id", "result", ...}``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Literal
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk.exceptions import AirflowException
+
+from conveyor.triggers.inference_log import InferenceLogTrigger
+
+
+class _InferenceLogSensor(BaseSensorOperator):
+    """Shared waiting logic: window, readiness, defer/poke, re-check until drift or window close.
+
+    :param inference_log_url: fsspec URL of the inference log root (templated).
+    :param model_name: registered model (templated).
+    :param model_version: version number or alias, e.g. ``champion`` (templated); resolved once.
+    :param window_hours: length of the window (templated).
+    :param window_end: fixed end of the window (templated, e.g. ``{{ data_interval_end }}``); the
+        window then "closes" at that time. ``None`` slides the window with the current time.
+    :param min_rows: rows to wait for before testing.
+    :param complete_on: ``check`` completes after the first test, whatever it says; ``drift`` keeps
+        watching (re-testing after ``recheck_rows`` new rows) until the test fires or the window closes.
+    :param deferrable: wait in the triggerer (default) instead of poking from a worker slot.
+    """
+
+    template_fields = (
+        "inference_log_url",
+        "model_name",
+        "model_version",
+        "window_hours",
+        "window_end",
+        "slot",
+    )
+    count_kind = "predictions"
+    ui_color = "#e4f0e8"
+
+    def __init__(
+        self,
+        *,
+        inference_log_url: str,
+        model_name: str = "flight_delays",
+        model_version: str = "champion",
+        window_hours: float = 24.0,
+        window_end: str | None = None,
+        min_rows: int = 500,
+        slot: str | None = "stable",
+        complete_on: Literal["check", "drift"] = "check",
+        recheck_rows: int | None = None,
+        mlflow_conn_id: str = "mlflow_default",
+        monitoring_experiment: str = "conveyor-monitoring",
+        pushgateway_url: str | None = None,
+        storage_options: dict | None = None,
+        deferrable: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", 60.0)
+        super().__init__(**kwargs)
+        if complete_on not in ("check", "drift"):
+            raise ValueError(f"complete_on must be 'check' or 'drift', got {complete_on!r}")
+        if min_rows < 1:
+            raise ValueError(f"min_rows must be at least 1, got {min_rows}")
+        self.inference_log_url = inference_log_url
+        self.model_name = model_name
+        self.model_version = model_version
+        self.window_hours = window_hours
+        self.window_end = window_end
+        self.min_rows = min_rows
+        self.slot = slot
+        self.complete_on = complete_on
+        self.recheck_rows = recheck_rows or max(1, min_rows // 2)
+        self.mlflow_conn_id = mlflow_conn_id
+        self.monitoring_experiment = monitoring_experiment
+        self.pushgateway_url = pushgateway_url
+        self.storage_options = storage_options
+        self.deferrable = deferrable
+        self._state: dict[str, Any] | None = None
+
+    # -- the check itself (subclasses) -------------------------------------------------------
+    def _check(self, client: Any, version: str, window: Any) -> dict[str, Any]:
+        """Test one window and return the JSON payload; each sensor says what it tests."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _check")
+
+    # -- shared machinery ----------------------------------------------------------------------
+    def _client(self) -> Any:
+        from conveyor.hooks.mlflow import MlflowHook
+
+        return MlflowHook(self.mlflow_conn_id).get_conn()
+
+    def _initial_state(self) -> dict[str, Any]:
+        """Resolve the alias and freeze the window end once, so re-checks test the same version."""
+        from conveyor.core.gate import resolve_version
+
+        version = resolve_version(self._client(), self.model_name, str(self.model_version))
+        if version is None:
+            raise AirflowException(
+                f"model {self.model_name!r} has no version {self.model_version!r}: "
+                "nothing deployed to monitor"
+            )
+        end = str(self.window_end) if self.window_end not in (None, "", "None") else None
+        return {"version": str(version), "window_end": end, "since": None, "min_new_rows": 0}
+
+    def _readiness(self, state: dict[str, Any]) -> dict[str, Any]:
+        from conveyor.core.drift.window import RowCounter, readiness
+
+        counter = RowCounter(
+            self.inference_log_url,
+            self.count_kind,
+            state["version"] if self.count_kind == "predictions" else None,
+            self.slot if self.count_kind == "predictions" else None,
+            self.storage_options,
+        )
+        return readiness(
+            counter,
+            window_hours=float(self.window_hours),
+            window_end=state["window_end"],
+            min_rows=self.min_rows,
+            since=state["since"],
+            min_new_rows=state["min_new_rows"],
+        )
+
+    def _evaluate(self, state: dict[str, Any], ready: dict[str, Any]) -> dict[str, Any] | None:
+        """Run the check; ``None`` means "keep watching" (complete_on=drift, no drift, window open)."""
+        from conveyor.core.drift.window import Window
+
+        window = Window(_ts(ready["window_start"]), _ts(ready["window_end"]))
+        self.log.info(
+            "checking %s v%s on %s..%s (%d rows%s)",
+            self.model_name,
+            state["version"],
+            window.start,
+            window.end,
+            ready["rows"],
+            ", window closed" if ready["closed"] else "",
+        )
+        payload = self._check(self._client(), state["version"], window)
+        self.log.info(
+            "decision=%s reason=%s mlflow_run=%s",
+            payload["decision"],
+            payload["reason"],
+            payload["mlflow_run_id"],
+        )
+        if self.complete_on == "drift" and not payload["decision"] and not ready["closed"]:
+            state.update(since=ready["window_end"], min_new_rows=self.recheck_rows)
+            return None
+        return payload
+
+    def _trigger(self, state: dict[str, Any]) -> InferenceLogTrigger:
+        return InferenceLogTrigger(
+            log_url=self.inference_log_url,
+            window_hours=float(self.window_hours),
+            min_rows=self.min_rows,
+            kind=self.count_kind,
+            window_end=state["window_end"],
+            model_version=state["version"] if self.count_kind == "predictions" else None,
+            slot=self.slot if self.count_kind == "predictions" else None,
+            since=state["since"],
+            min_new_rows=state["min_new_rows"],
+            poll_interval=float(self.poke_interval),
+            storage_options=self.storage_options,
+        )
+
+    def _defer(self, state: dict[str, Any]) -> None:
+        self.defer(
+            trigger=self._trigger(state),
+            method_name="execute_complete",
+            kwargs={"state": state},
+            timeout=timedelta(seconds=self.timeout),
+        )
+
+    def execute(self, context: Any) -> Any:
+        self._state = self._initial_state()
+        if not self.deferrable:
+            return super().execute(context)
+        ready = self._readiness(self._state)
+        if ready["ready"]:
+            payload = self._evaluate(self._state, ready)
+            if payload is not None:
+                return payload
+        self._defer(self._state)
+
+    def execute_complete(self, context: Any, event: dict[str, Any], state: dict[str, Any]) -> Any:
+        if event.get("status") == "error":
+            raise AirflowException(
+                f"{self.task_id}: counting inference-log rows failed: {event.get('message')}"
+            )
+        payload = self._evaluate(state, event)
+        if payload is None:
+            self._defer(state)
+        return payload
+
+    def poke(self, context: Any) -> PokeReturnValue:
+        state = self._state if self._state is not None else self._initial_state()
+        self._state = state
+        ready = self._readiness(state)
+        if not ready["ready"]:
+            self.log.info(
+                "%d/%d rows in the window, %d new; waiting", ready["rows"], self.min_rows, ready["new_rows"]
+            )
+            return PokeReturnValue(is_done=False)
+        payload = self._evaluate(state, ready)
+        return PokeReturnValue(is_done=payload is not None, xcom_value=payload)
+
+
+def _ts(value: str) -> Any:
+    import pandas as pd
+
+    return pd.Timestamp(value)
+
+
+class DataDriftSensor(_InferenceLogSensor):
+    """Covariate drift of the served inputs against the version's training reference sample.
+
+    :param drift_config: ``conveyor.core.drift.DriftConfig`` fields as a dict (templated), e.g.
+        ``{"backend": "scipy"}`` for the permissive backend or ``{"method": "mmd"}``.
+    :param max_rows: test only the latest ``max_rows`` rows of the window ("last N rows").
+    """
+
+    template_fields = (*_InferenceLogSensor.template_fields, "drift_config")
+    template_fields_renderers = {"drift_config": "json"}
+    target = "features"
+
+    def __init__(
+        self, *, drift_config: dict | None = None, max_rows: int | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.drift_config = drift_config
+        self.max_rows = max_rows
+
+    def _check(self, client: Any, version: str, window: Any) -> dict[str, Any]:
+        from conveyor.core.drift import DriftConfig
+        from conveyor.core.drift.monitor import drift_check
+
+        return drift_check(
+            client,
+            model_name=self.model_name,
+            model_version=version,
+            log_url=self.inference_log_url,
+            window=window,
+            target=self.target,
+            config=DriftConfig.from_dict(self.drift_config),
+            slot=self.slot,
+            max_rows=self.max_rows,
+            experiment=self.monitoring_experiment,
+            pushgateway_url=self.pushgateway_url,
+            storage_options=self.storage_options,
+        )
+
+
+class PredictionDriftSensor(DataDriftSensor):
+    """Label-free concept-drift signal: the distribution of ``delay_probability`` against the
+    version's own predictions on its reference sample (a shift with stable inputs points at the
+    relation between features and target, or at the model itself)."""
+
+    target = "predictions"
+
+
+class ModelPerformanceSensor(_InferenceLogSensor):
+    """Performance decay on labelled feedback: metrics below floors or below the training reference.
+
+    :param min_metrics: floors, e.g. ``{"roc_auc": 0.6}`` (templated).
+    :param tolerance: allowed drop below the training run's held-out metrics.
+    :param min_rows: labels to wait for (feedback rows counted in the window).
+    :param min_labelled: labelled predictions needed to score; fewer fails the task, never fires.
+    """
+
+    template_fields = (*_InferenceLogSensor.template_fields, "min_metrics")
+    template_fields_renderers = {"min_metrics": "json"}
+    count_kind = "feedback"
+
+    def __init__(
+        self,
+        *,
+        min_metrics: dict[str, float] | None = None,
+        tolerance: float = 0.05,
+        metrics: tuple[str, ...] = ("roc_auc", "f1", "accuracy"),
+        freq: str = "1D",
+        min_labelled: int = 100,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.min_labelled = min_labelled
+        self.min_metrics = min_metrics
+        self.tolerance = tolerance
+        self.metrics = tuple(metrics)
+        self.freq = freq
+
+    def _check(self, client: Any, version: str, window: Any) -> dict[str, Any]:
+        from conveyor.core.drift.monitor import performance_check
+
+        return performance_check(
+            client,
+            model_name=self.model_name,
+            model_version=version,
+            log_url=self.inference_log_url,
+            window=window,
+            min_metrics=self.min_metrics,
+            tolerance=self.tolerance,
+            metrics=self.metrics,
+            min_labelled=self.min_labelled,
+            slot=self.slot,
+            freq=self.freq,
+            experiment=self.monitoring_experiment,
+            pushgateway_url=self.pushgateway_url,
+            storage_options=self.storage_options,
+        )
