@@ -342,9 +342,11 @@ def load_version_model(client: MlflowClient, name: str, version: str) -> Any:
     """The pyfunc model of one registered version, fetched through ``client``'s tracking server."""
     import mlflow
 
-    source = client.get_model_version(name, version).source
+    # The registry's download URI is the artifact location itself; a ``models:/`` source would be
+    # resolved by MLflow against the *global* tracking URI instead of this client's server.
+    location = client.get_model_version_download_uri(name, version)
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=source,
+        artifact_uri=location,
         dst_path=tempfile.mkdtemp(prefix="conveyor-gate-"),
         tracking_uri=client.tracking_uri,
     )

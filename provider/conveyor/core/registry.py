@@ -32,9 +32,9 @@ if TYPE_CHECKING:
 CHAMPION = "champion"
 LEDGER_EXPERIMENT = "conveyor-registry"
 LEDGER_TAG = "conveyor.ledger_for"
+LEDGER_RUN_TAG = "conveyor.ledger_run_id"
 HISTORY_PREFIX = "history."
 HISTORY_TAG_PREFIX = "conveyor.history."
-SEQ_TAG = "conveyor.history.seq"
 PROMOTABLE = ("passed", "forced")
 
 Action = Literal["promote", "rollback"]
@@ -82,14 +82,18 @@ def _slot(seq: int) -> str:
     return f"{HISTORY_PREFIX}{seq:06d}"
 
 
-def _ledger_run_id(client: MlflowClient, name: str) -> str:
-    """The ledger run of ``name``, created on first use.
+def _ledger_run_id(client: MlflowClient, name: str, tags: dict[str, str] | None = None) -> str:
+    """The ledger run of ``name``, created on first use and remembered in a registered-model tag.
 
-    Two first-ever promotions may both create a run; both then pick the oldest one, so they
-    still compete for the same history slots.
+    Two first-ever promotions may both create a run; both then pick the oldest one (and tag it),
+    so they still compete for the same history slots.
     """
     from mlflow.exceptions import MlflowException
 
+    if tags is None:
+        tags = client.get_registered_model(name).tags
+    if tags.get(LEDGER_RUN_TAG):
+        return tags[LEDGER_RUN_TAG]
     experiment = client.get_experiment_by_name(LEDGER_EXPERIMENT)
     if experiment is None:
         try:
@@ -112,30 +116,44 @@ def _ledger_run_id(client: MlflowClient, name: str) -> str:
         created = client.create_run(experiment_id, tags={LEDGER_TAG: name}, run_name=f"ledger:{name}")
         client.set_terminated(created.info.run_id)  # params stay writable; the UI shows no endless run
         runs = find()
-    return runs[0].info.run_id
+    run_id = runs[0].info.run_id
+    client.set_registered_model_tag(name, LEDGER_RUN_TAG, run_id)
+    return run_id
 
 
 def _quote(value: str) -> str:
     return value.replace("'", "\\'")
 
 
+@dataclass(frozen=True)
+class _State:
+    ledger: str
+    entries: list[HistoryEntry]
+    champion: str | None
+
+
+def _read(client: MlflowClient, name: str, alias: str) -> _State:
+    """Ledger, history and alias in three requests: every decision starts from one consistent read."""
+    model = client.get_registered_model(name)
+    ledger = _ledger_run_id(client, name, model.tags)
+    params = client.get_run(ledger).data.params
+    entries = sorted(
+        (HistoryEntry.from_json(v) for k, v in params.items() if k.startswith(HISTORY_PREFIX)),
+        key=lambda e: e.seq,
+    )
+    champion = model.aliases.get(alias)
+    return _State(ledger, entries, None if champion is None else str(champion))
+
+
 def history(client: MlflowClient, name: str) -> list[HistoryEntry]:
     """Every promotion and rollback of ``name``, oldest first."""
-    params = client.get_run(_ledger_run_id(client, name)).data.params
-    entries = [HistoryEntry.from_json(v) for k, v in params.items() if k.startswith(HISTORY_PREFIX)]
-    return sorted(entries, key=lambda e: e.seq)
+    return _read(client, name, CHAMPION).entries
 
 
 def current_version(client: MlflowClient, name: str, alias: str = CHAMPION) -> str | None:
     """The version ``alias`` points at, or ``None`` when it is not set."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
-            return None
-        raise
+    version = client.get_registered_model(name).aliases.get(alias)
+    return None if version is None else str(version)
 
 
 def _champion_stack(entries: list[HistoryEntry], alias: str) -> list[str]:
@@ -177,7 +195,6 @@ def _commit(client: MlflowClient, entry: HistoryEntry) -> None:
     """Move the alias and mirror the entry on the registered model, then verify the alias."""
     client.set_registered_model_alias(entry.model_name, entry.alias, entry.version)
     client.set_registered_model_tag(entry.model_name, f"{HISTORY_TAG_PREFIX}{entry.seq:06d}", entry.to_json())
-    client.set_registered_model_tag(entry.model_name, SEQ_TAG, str(entry.seq))
     now = current_version(client, entry.model_name, entry.alias)
     if now != entry.version:
         raise ConcurrentPromotionError(
@@ -251,9 +268,8 @@ def promote(
             f"{name} v{version} cannot be promoted: its gate status is {status or 'missing'} "
             f"(needs one of {', '.join(PROMOTABLE)}); run the model gate or force it with a reason"
         )
-    ledger = _ledger_run_id(client, name)
-    entries = history(client, name)
-    champion = current_version(client, name, alias)
+    state = _read(client, name, alias)
+    ledger, entries, champion = state.ledger, state.entries, state.champion
     pending = _pending(entries, champion, alias)
     if pending is not None:
         if (
@@ -306,13 +322,12 @@ def rollback(
     the first time instead of rolling back a second version.
     """
     _check_text(reason, actor)
-    ledger = _ledger_run_id(client, name)
-    entries = history(client, name)
+    state = _read(client, name, alias)
+    ledger, entries, champion = state.ledger, state.entries, state.champion
     if key is not None:
         again = [e for e in entries if e.key == key and e.action == "rollback" and e.alias == alias]
         if again:
             return again[-1]
-    champion = current_version(client, name, alias)
     if _pending(entries, champion, alias) is not None:
         raise ConcurrentPromotionError(
             f"the last history entry of {name}@{alias} was never applied (alias at v{champion}); "
