@@ -19,7 +19,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from conveyor_jupyter import kedro_jobs, registry
@@ -106,10 +106,14 @@ class ConveyorMagics(Magics):
         if handler is None:
             raise UsageError(f"unknown subcommand {command!r}; use one of: {', '.join(SUBCOMMANDS)}")
         method = getattr(self, handler)
-        if {"-h", "--help"} & set(shlex.split(rest)):
+        try:
+            argv = shlex.split(rest)  # POSIX quoting, so --conf '{"a": 1}' arrives without its quotes
+        except ValueError as exc:
+            raise UsageError(f"cannot parse the arguments: {exc}") from None
+        if {"-h", "--help"} & set(argv):
             print(method.parser.format_help())
             return None
-        return method(parse_argstring(method, rest), cell)
+        return method(method.parser.parse_args(argv), cell)
 
     # --- subcommands -----------------------------------------------------------------------
     @magic_arguments(name="conveyor trigger")

@@ -18,6 +18,22 @@ class RegistryError(RuntimeError):
     """MLflow could not answer; the message says which server and why."""
 
 
+_UNREACHABLE = (
+    "Connection refused",
+    "Failed to establish",
+    "Max retries exceeded",
+    "Name or service not known",
+)
+
+
+def _failure(tracking_uri: str, exc: Exception) -> RegistryError:
+    """MLflow wraps connection failures in MlflowException: tell "down" apart from "refused"."""
+    text = getattr(exc, "message", None) or str(exc)
+    if not hasattr(exc, "error_code") or any(marker in text for marker in _UNREACHABLE):
+        return RegistryError(f"MLflow at {tracking_uri} is unreachable: {text[:300]}")
+    return RegistryError(f"MLflow at {tracking_uri} failed: {text[:300]}")
+
+
 def _client(tracking_uri: str):
     from mlflow import MlflowClient
 
@@ -39,9 +55,9 @@ def model_summary(tracking_uri: str, name: str, max_versions: int = 20) -> dict[
     except MlflowException as exc:
         if getattr(exc, "error_code", "") == "RESOURCE_DOES_NOT_EXIST":
             raise RegistryError(f"no registered model named {name!r} on {tracking_uri}") from None
-        raise RegistryError(f"MLflow at {tracking_uri} failed: {exc.message}") from None
+        raise _failure(tracking_uri, exc) from None
     except Exception as exc:  # connection refused, DNS, timeouts: surfaced, not swallowed
-        raise RegistryError(f"MLflow at {tracking_uri} is unreachable: {exc}") from None
+        raise _failure(tracking_uri, exc) from None
 
     aliases_by_version: dict[str, list[str]] = {}
     for alias, version in (model.aliases or {}).items():
@@ -115,8 +131,6 @@ def drift_summary(tracking_uri: str, name: str) -> dict[str, Any]:
     import json
     import tempfile
 
-    from mlflow.exceptions import MlflowException
-
     client = _client(tracking_uri)
     try:
         experiments = [e.experiment_id for e in client.search_experiments()]
@@ -126,10 +140,8 @@ def drift_summary(tracking_uri: str, name: str) -> dict[str, Any]:
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
-    except MlflowException as exc:
-        raise RegistryError(f"MLflow at {tracking_uri} failed: {exc.message}") from None
-    except Exception as exc:
-        raise RegistryError(f"MLflow at {tracking_uri} is unreachable: {exc}") from None
+    except Exception as exc:  # MlflowException or a transport error
+        raise _failure(tracking_uri, exc) from None
     if not runs:
         raise RegistryError(
             f"no drift report for model {name!r} yet (no run tagged {DRIFT_MODEL_TAG}={name})"

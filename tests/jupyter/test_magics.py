@@ -35,7 +35,7 @@ def run_count(client: AirflowClient, dag_id: str) -> int:
 def test_trigger_wait_shows_progress_then_success_and_logs_show_the_conf(ip, jupyter_airflow_client):
     with capture_output() as cap:
         result = ip.run_line_magic(
-            "conveyor", 'trigger conveyor_ui_params --conf {"rows": 5} --wait --timeout 240'
+            "conveyor", """trigger conveyor_ui_params --conf '{"rows": 5}' --wait --timeout 240"""
         )
     assert result is None  # --wait shows the run in place instead of returning it
     bundles = [out.data for out in cap.outputs if RUN_MIME in out.data]

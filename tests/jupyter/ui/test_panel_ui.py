@@ -47,7 +47,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, jupyter_airflow, mlflow_server
     cmd = [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
         f"--ServerApp.root_dir={root}", f"--IdentityProvider.token={token}",
-        "--LabApp.news_url=", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--allow-root", "--LabApp.news_url=",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
     ]  # fmt: skip
     log = root / "lab.log"
     proc = start_group(cmd, log, env=env, cwd=root)
