@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 from IPython.core.error import UsageError
 from IPython.testing.globalipapp import start_ipython
@@ -43,7 +45,9 @@ def test_trigger_wait_shows_progress_then_success_and_logs_show_the_conf(ip, jup
     final = bundles[-1][RUN_MIME]
     assert final["state"] == "success"
     assert {t["task_id"]: t["state"] for t in final["tasks"]} == {"prepare": "success", "report": "success"}
-    assert final["links"]["Airflow"].endswith(f"/dags/conveyor_ui_params/runs/{final['run_id']}")
+    assert final["links"]["Airflow"].endswith(
+        f"/dags/conveyor_ui_params/runs/{quote(final['run_id'], safe='')}"
+    )
     assert "success" in bundles[-1]["text/plain"] and "conveyor_ui_params" in bundles[-1]["text/html"]
 
     log = ip.run_line_magic("conveyor", "logs last prepare")

@@ -130,7 +130,12 @@ def test_approve_through_the_server(fetch, jupyter_airflow_client):
     )
     assert answer == {"task_id": "approve_release", "chosen_options": ["Approve"], "approved": True}
     final = jupyter_airflow_client.wait_for_run("conveyor_ui_approval", run["run_id"], timeout=180)
-    assert final["state"] == "success"
+    states = {t["task_id"]: t["state"] for t in jupyter_airflow_client.task_instances(*run_ref(run))}
+    assert final["state"] == "success", states
+
+
+def run_ref(run: dict) -> tuple[str, str]:
+    return run["dag_id"], run["run_id"]
 
 
 def test_unknown_model_is_404_naming_it(fetch):
