@@ -114,8 +114,9 @@ class AlibiDriftDetector(DriftDetector):
         try:
             for row in window:
                 data = detector.predict(row, return_test_stat=True)["data"]
-                if data["test_stat"] is not None and data["threshold"] is not None:
-                    peak = max(peak, float(np.nanmax(data["test_stat"])))
+                stats = np.asarray(data["test_stat"], dtype=float)
+                if np.isfinite(stats).any():  # NaN until the first window of rows is full
+                    peak = max(peak, float(np.nanmax(stats)))
                     threshold = float(np.min(data["threshold"]))
                 if data["is_drift"]:
                     detected = int(data["time"]) - 1
