@@ -1,0 +1,58 @@
+"""Small MLflow logging helpers shared by the Kedro hook, test helpers and operators.
+
+They log to the active run of the fluent API, so whoever owns the run (a Kedro hook, an
+Airflow task, a notebook) decides where things go.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+MAX_PARAM_LENGTH = 6000  # MLflow rejects longer parameter values
+
+
+def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested parameters as ``a.b.c`` keys, because MLflow params are flat strings."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            flat.update(flatten_params(value, f"{name}."))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            flat[name] = text[:MAX_PARAM_LENGTH]
+    return flat
+
+
+def log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
+    """A DataFrame as a parquet artifact at ``artifact_path`` (e.g. ``evaluation/eval_set.parquet``)."""
+    import mlflow
+
+    folder, _, filename = artifact_path.rpartition("/")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / filename
+        frame.to_parquet(path, index=False)
+        mlflow.log_artifact(str(path), artifact_path=folder or None)
+
+
+def register_version(
+    model_uri: str, name: str, *, alias: str, tags: Mapping[str, str], timeout_s: int = 300
+) -> Any:
+    """Register ``model_uri`` as a new version of ``name``, tag it and point ``alias`` at it.
+
+    Returns the ``ModelVersion``. The alias moves only after registration and tagging succeeded,
+    so ``models:/name@alias`` never resolves to a half-described version.
+    """
+    import mlflow
+    from mlflow import MlflowClient
+
+    version = mlflow.register_model(model_uri, name, await_registration_for=timeout_s, tags=dict(tags))
+    client = MlflowClient()
+    client.set_registered_model_alias(name, alias, version.version)
+    return client.get_model_version(name, version.version)
