@@ -62,3 +62,13 @@ async def test_async_client_shares_the_calls(airflow: LocalAirflow) -> None:
         assert isinstance(await client.list_dags(), list)
         with pytest.raises(AirflowNotFoundError):
             await client.get_dag_run("no_such_dag", "manual__2013-01-01T00:00:00+00:00")
+
+
+def test_the_scheduler_side_parses_the_project_dags(airflow_client: AirflowClient) -> None:
+    """What the dag-processor of a real deployment makes of ``dags/``, seen through the API."""
+    monitor = airflow_client.wait_for_dag("ml_monitor", timeout=180)
+    assert monitor["is_paused"] is True  # new DAGs wait for a person to switch them on
+    assert airflow_client.import_errors() == []
+    params = airflow_client.dag_details("ml_monitor")["params"]
+    assert params["drift_backend"]["schema"]["enum"] == ["alibi", "scipy"]
+    assert "ROC AUC" in params["min_roc_auc"]["description"]
