@@ -1,0 +1,80 @@
+"""Nodes of ``data_processing``; thin over ``flight_delays.data``/``features`` and the core gate."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import pandas as pd
+
+from conveyor.core.lineage import content_hash
+from conveyor.core.validation import validate_frame
+from flight_delays.data import join_weather, parse_partition, partition_label, select_months
+from flight_delays.features import build_features, split_by_time
+
+logger = logging.getLogger(__name__)
+
+
+def select_partition(flights: Mapping[str, Callable[[], pd.DataFrame]], partition: str) -> pd.DataFrame:
+    rows = select_months(flights, partition)
+    logger.info("Partition %s: %d flights", partition_label(parse_partition(partition)), len(rows))
+    return rows
+
+
+def validate_partition(
+    flights: pd.DataFrame, suite: dict[str, Any], partition: str
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The data gate: warnings are logged, a critical failure raises ``DataValidationError``.
+
+    The flights pass through so that everything downstream depends on the gate having passed.
+    """
+    report = validate_frame(flights, suite, dataset=f"flights {partition_label(parse_partition(partition))}")
+    logger.log(logging.INFO if report.success else logging.ERROR, "%s", report.to_text())
+    report.raise_for_critical()
+    return flights, report.to_dict()
+
+
+def describe_partition(flights: pd.DataFrame, partition: str) -> dict[str, Any]:
+    """Lineage of the input: a hash over every row, so two runs can tell whether they saw the same data."""
+    return {
+        "partition": partition_label(parse_partition(partition)),
+        "data_hash": content_hash(flights),
+        "rows": len(flights),
+    }
+
+
+def build_model_input(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFrame:
+    model_input = build_features(join_weather(flights, weather))
+    logger.info(
+        "Model input: %d labelled rows of %d flights, delayed rate %.3f",
+        len(model_input),
+        len(flights),
+        model_input["delayed"].mean() if len(model_input) else float("nan"),
+    )
+    return model_input
+
+
+def split_model_input(
+    model_input: pd.DataFrame, params: dict[str, Any]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    splits = split_by_time(
+        model_input,
+        validation_fraction=params["validation_fraction"],
+        test_fraction=params["test_fraction"],
+        max_rows=params["max_rows"],
+        seed=params["seed"],
+    )
+    logger.info(
+        "Split by time: %d train, %d validation, %d held-out rows",
+        len(splits.train),
+        len(splits.validation),
+        len(splits.test),
+    )
+    return splits.train, splits.validation, splits.test
+
+
+def sample_reference(train: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+    """Training rows kept for drift detection: what the model considers normal input."""
+    rows = min(len(train), int(params["reference_sample_rows"]))
+    return train.sample(n=rows, random_state=params["seed"]).sort_index().reset_index(drop=True)
