@@ -71,7 +71,8 @@ class MlflowServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            stop_group(self.proc)
+            # A server that has not exited after 5 s is killed: sqlite commits are atomic.
+            stop_group(self.proc, timeout=5)
             self.proc = None
 
     def __enter__(self) -> MlflowServer:
