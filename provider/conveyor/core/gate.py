@@ -248,7 +248,7 @@ def _check(
         threshold_ok=threshold_ok,
         non_inferior_ok=non_inferior_ok,
         passed=bool(passed),
-        note="; ".join(notes),
+        note=" and ".join(notes),
     )
 
 
