@@ -81,6 +81,29 @@ def _to_frame(chunk: Chunk, now: pd.Timestamp) -> pd.DataFrame:
     return frame
 
 
+def _merge(items: list[tuple[Chunk, pd.Timestamp]]) -> pd.DataFrame:
+    """All queued chunks as one frame.
+
+    Column mappings (what the gateway appends, one per request) are merged as plain lists into a
+    single DataFrame: building one DataFrame per request would hold the GIL long enough at every
+    flush to show up in the gateway's tail latency.
+    """
+    plain = [(c, now) for c, now in items if not isinstance(c, pd.DataFrame) and "ts" not in c]
+    frames = [_to_frame(c, now) for c, now in items if isinstance(c, pd.DataFrame) or "ts" in c]
+    if plain:
+        names = list(dict.fromkeys(name for chunk, _ in plain for name in chunk))
+        columns: dict[str, list[Any]] = {name: [] for name in names}
+        stamps: list[pd.Timestamp] = []
+        for chunk, now in plain:
+            rows = chunk_rows(chunk)
+            for name in names:
+                value = chunk.get(name)
+                columns[name].extend(value if _is_column(value) else [value] * rows)
+            stamps.extend([now] * rows)
+        frames.append(pd.DataFrame({**columns, "ts": pd.to_datetime(stamps, utc=True)}))
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
 def write_partitioned(
     url: str, kind: str, frame: pd.DataFrame, storage_options: dict | None = None
 ) -> list[str]:
@@ -244,7 +267,7 @@ class InferenceLogWriter:
                 self._queues = {PREDICTIONS: [], FEEDBACK: []}
                 self._queued_rows = 0
             for kind, items in queues.items():
-                frame = pd.concat([_to_frame(chunk, now) for chunk, now in items], ignore_index=True)
+                frame = _merge(items)
                 try:
                     write_partitioned(self.url, kind, frame, self.storage_options)
                 except Exception:

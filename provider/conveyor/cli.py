@@ -1,0 +1,224 @@
+"""``conveyor``: serve models, deploy and roll back versions, read a gateway's status.
+
+Settings come from flags, then the environment (``CONVEYOR_GATEWAY_URL``,
+``CONVEYOR_GATEWAY_TOKEN``, ``MLFLOW_TRACKING_URI``), so the same commands work on a laptop and
+in CI without repeating secrets on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+
+
+def _pairs(values: list[str]) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, uri = value.partition("=")
+        if not sep or not name or not uri:
+            raise SystemExit(f"--deploy takes NAME=MODEL_URI, got {value!r}")
+        out[name] = uri
+    return out
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    return args.token or os.environ.get("CONVEYOR_GATEWAY_TOKEN")
+
+
+def _print(payload: Any) -> None:
+    print(json.dumps(payload, indent=2, default=str))
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from conveyor.serving.gateway import GatewayConfig
+    from conveyor.serving.server import serve
+
+    token = _token(args)
+    if not token:
+        raise SystemExit("set CONVEYOR_GATEWAY_TOKEN (or --token): the admin API never runs without a token")
+    # Before torch/numpy load: intra-op thread pools that outnumber free cores spin against each
+    # other and turn a 1 ms batch into 100 ms; the gateway gets its parallelism from batching.
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(args.threads)
+    config = GatewayConfig(
+        admin_token=token,
+        log_url=None if args.log_url == "none" else args.log_url,
+        max_body_bytes=args.max_body_bytes,
+        max_batch_rows=args.max_batch_rows,
+        keep_previous_s=args.keep_previous_s,
+    )
+    serve(
+        config,
+        _pairs(args.deploy),
+        host=args.host,
+        port=args.port,
+        tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
+    )
+    return 0
+
+
+def _client(args: argparse.Namespace):
+    from conveyor.clients.gateway import GatewayClient
+
+    return GatewayClient(
+        args.gateway or os.environ.get("CONVEYOR_GATEWAY_URL", DEFAULT_GATEWAY), _token(args)
+    )
+
+
+def rollout_spec(args: argparse.Namespace) -> dict[str, Any]:
+    analysis = {
+        "interval_s": args.interval,
+        "count": args.count,
+        "failure_limit": args.failure_limit,
+        "min_requests": args.min_requests,
+        "max_error_rate": args.max_error_rate,
+        "max_score_shift": args.max_score_shift,
+    }
+    return {
+        "model_uri": args.model_uri,
+        "strategy": args.strategy,
+        "steps": args.steps,
+        "keep_previous_s": args.keep_previous_s,
+        "shadow_fraction": args.shadow_fraction,
+        "analysis": analysis,
+    }
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.slot or not client.exists(args.name):
+            _print(client.deploy_slot(args.name, args.model_uri, args.slot or "stable"))
+            return 0
+        client.start_rollout(args.name, rollout_spec(args))
+        if not args.wait:
+            _print(client.deployment(args.name)["rollout"])
+            return 0
+
+        def show(t: dict[str, Any]) -> None:
+            print(
+                f"{t['at']}  {t['from']} -> {t['to']}  (canary {t['canary_weight']}%)  {t['reason']}",
+                flush=True,
+            )
+
+        rollout = client.wait_rollout(args.name, timeout=args.timeout, progress=show)
+        return 0 if rollout["state"] in ("succeeded", "switched") else 1
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        deployment = client.rollback(args.name, args.model_uri)
+    stable = deployment["slots"].get("stable", {})
+    print(f"{args.name}: stable now serves version {stable.get('model_version')}")
+    if args.registry_model:
+        from mlflow import MlflowClient
+
+        from conveyor.core import registry
+
+        entry = registry.rollback(
+            MlflowClient(tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")),
+            args.registry_model,
+            reason=args.reason,
+            actor=os.environ.get("USER", "cli"),
+            alias=args.alias,
+        )
+        print(f"registry: {entry.model_name}@{entry.alias} v{entry.previous_version} -> v{entry.version}")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        _print(client.deployment(args.name) if args.name else client.status())
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from conveyor import demo
+
+    return demo.main(args.rest)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="conveyor", description=__doc__.splitlines()[0])
+    sub = top.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--tracking-uri", help="MLflow tracking/registry URI (default $MLFLOW_TRACKING_URI)")
+    serve.add_argument("--deploy", action="append", default=[], metavar="NAME=MODEL_URI", help="repeatable")
+    serve.add_argument(
+        "--log-url", default="var/inference-log", help="fsspec URL of the inference log, or 'none'"
+    )
+    serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
+    serve.add_argument("--max-batch-rows", type=int, default=2048)
+    serve.add_argument("--keep-previous-s", type=float, default=300.0)
+    serve.add_argument("--threads", type=int, default=1, help="intra-op threads of numeric libraries (torch)")
+    serve.add_argument("--token", help="admin token (default $CONVEYOR_GATEWAY_TOKEN)")
+    serve.set_defaults(func=cmd_serve)
+
+    def gateway_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--gateway", help=f"gateway URL (default $CONVEYOR_GATEWAY_URL or {DEFAULT_GATEWAY})")
+        p.add_argument("--token", help="admin token (default $CONVEYOR_GATEWAY_TOKEN)")
+
+    deploy = sub.add_parser("deploy", help="deploy a version: first load, or a rollout")
+    deploy.add_argument("name")
+    deploy.add_argument("model_uri", help="e.g. models:/flight_delays@challenger")
+    deploy.add_argument("--strategy", choices=["canary", "blue_green", "shadow"], default="canary")
+    deploy.add_argument(
+        "--slot", choices=["stable", "canary", "shadow", "staging"], help="just load into a slot"
+    )
+    deploy.add_argument("--steps", default="10,50,100")
+    deploy.add_argument("--interval", type=float, default=30.0, help="seconds per analysis measurement")
+    deploy.add_argument("--count", type=int, default=3, help="measurements per step")
+    deploy.add_argument("--failure-limit", type=int, default=0)
+    deploy.add_argument("--min-requests", type=int, default=20)
+    deploy.add_argument("--max-error-rate", type=float, default=0.01)
+    deploy.add_argument("--max-score-shift", type=float, default=0.3)
+    deploy.add_argument("--shadow-fraction", type=float, default=0.1)
+    deploy.add_argument("--keep-previous-s", type=float, default=300.0)
+    deploy.add_argument("--wait", action="store_true", help="follow the rollout; exit 1 unless it succeeds")
+    deploy.add_argument("--timeout", type=float, default=3600.0)
+    gateway_args(deploy)
+    deploy.set_defaults(func=cmd_deploy)
+
+    rollback = sub.add_parser("rollback", help="back to the previous version (and registry alias)")
+    rollback.add_argument("name")
+    rollback.add_argument(
+        "--model-uri", help="version to roll back to when the previous one is no longer warm"
+    )
+    rollback.add_argument("--registry-model", help="also restore this registered model's alias")
+    rollback.add_argument("--alias", default="champion")
+    rollback.add_argument("--reason", default="rollback from the conveyor CLI")
+    rollback.add_argument("--tracking-uri")
+    gateway_args(rollback)
+    rollback.set_defaults(func=cmd_rollback)
+
+    status = sub.add_parser("status", help="deployments, slots, weights and rollouts")
+    status.add_argument("name", nargs="?")
+    gateway_args(status)
+    status.set_defaults(func=cmd_status)
+
+    demo = sub.add_parser("demo", help="the end-to-end demo (same as make demo)")
+    demo.add_argument("rest", nargs=argparse.REMAINDER)
+    demo.set_defaults(func=cmd_demo)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    from conveyor.clients.gateway import GatewayClientError
+
+    args = parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except GatewayClientError as exc:
+        print(f"conveyor {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,168 @@
+"""Client of the gateway's admin and scoring API (httpx), for the CLI, operators, the plugin and tests.
+
+This module never imports Airflow or MLflow: it is the one description of the gateway's HTTP API
+that everything else uses.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+TERMINAL_STATES = ("succeeded", "rolled_back", "failed")
+# Where a rollout waits for nobody: finished, paused for a person, or blue-green switched (the
+# new version serves; the old one is only kept warm).
+SETTLED_STATES = (*TERMINAL_STATES, "paused", "switched")
+
+
+class GatewayClientError(RuntimeError):
+    """The gateway refused or failed a request; ``status`` is the HTTP status (None: unreachable)."""
+
+    def __init__(self, message: str, status: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+def _raise_for(response: httpx.Response) -> Any:
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {"message": response.text}
+    if response.status_code >= 400:
+        message = payload.get("message", response.text) if isinstance(payload, dict) else response.text
+        field = payload.get("field") if isinstance(payload, dict) else None
+        raise GatewayClientError(
+            f"gateway answered {response.status_code}: {message}", status=response.status_code, field=field
+        )
+    return payload
+
+
+class GatewayClient:
+    """Blocking client; ``url`` like ``http://127.0.0.1:8080``, ``token`` the admin token."""
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 120.0) -> None:
+        self.url = url.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GatewayClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, method: str, path: str, json: Any = None, headers: dict | None = None) -> Any:
+        try:
+            response = self._http.request(method, path, json=json, headers=headers)
+        except httpx.TransportError as exc:
+            raise GatewayClientError(f"gateway at {self.url} is unreachable: {exc}") from exc
+        return _raise_for(response)
+
+    @staticmethod
+    def _dep(name: str) -> str:
+        return f"/admin/deployments/{quote(name, safe='')}"
+
+    # ---- admin ----
+    def status(self) -> dict[str, Any]:
+        return self._call("GET", "/admin/deployments")
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self._call("GET", self._dep(name))
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.deployment(name)
+        except GatewayClientError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
+
+    def deploy_slot(self, name: str, model_uri: str, slot: str = "stable") -> dict[str, Any]:
+        return self._call("PUT", f"{self._dep(name)}/slots/{slot}", json={"model_uri": model_uri})
+
+    def remove_slot(self, name: str, slot: str) -> dict[str, Any]:
+        return self._call("DELETE", f"{self._dep(name)}/slots/{slot}")
+
+    def set_weights(
+        self, name: str, canary: int | None = None, shadow: float | None = None
+    ) -> dict[str, Any]:
+        return self._call("PUT", f"{self._dep(name)}/weights", json={"canary": canary, "shadow": shadow})
+
+    def promote(self, name: str, slot: str = "canary") -> dict[str, Any]:
+        return self._call("POST", f"{self._dep(name)}/promote", json={"slot": slot})
+
+    def rollback(self, name: str, model_uri: str | None = None) -> dict[str, Any]:
+        return self._call("POST", f"{self._dep(name)}/rollback", json={"model_uri": model_uri})
+
+    def reload(self, name: str) -> dict[str, Any]:
+        return self._call("POST", f"{self._dep(name)}/reload")
+
+    def delete(self, name: str) -> dict[str, Any]:
+        return self._call("DELETE", self._dep(name))
+
+    def start_rollout(self, name: str, spec: dict[str, Any]) -> dict[str, Any]:
+        return self._call("POST", f"{self._dep(name)}/rollouts", json=spec)
+
+    def rollout_action(self, name: str, action: str) -> dict[str, Any]:
+        return self._call("POST", f"{self._dep(name)}/rollout/{action}")
+
+    def wait_rollout(
+        self,
+        name: str,
+        timeout: float = 600.0,
+        poll_s: float = 1.0,
+        until: tuple[str, ...] = SETTLED_STATES,
+        progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the rollout reaches one of ``until``; returns its final description."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            rollout = self.deployment(name).get("rollout") or {}
+            transitions = rollout.get("transitions", [])
+            if progress is not None:
+                for transition in transitions[seen:]:
+                    progress(transition)
+                seen = len(transitions)
+            if rollout.get("state") in until:
+                return rollout
+            if time.monotonic() > deadline:
+                raise GatewayClientError(
+                    f"rollout of {name} still {rollout.get('state')} after {timeout:.0f}s"
+                )
+            time.sleep(poll_s)
+
+    # ---- scoring ----
+    def predict(
+        self, payload: dict[str, Any], deployment: str | None = None, **headers: str
+    ) -> httpx.Response:
+        """The raw response (status, headers naming the answering version, body)."""
+        path = (
+            "/invocations" if deployment is None else f"/deployments/{quote(deployment, safe='')}/invocations"
+        )
+        return self._http.post(
+            path, json=payload, headers={k.replace("_", "-"): v for k, v in headers.items()}
+        )
+
+    def feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._call("POST", "/feedback", json={"feedback": items})
+
+
+async def fetch_rollout(url: str, token: str | None, name: str, timeout: float = 30.0) -> dict[str, Any]:
+    """One async read of a deployment's rollout (for the Airflow trigger, which must not block)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=timeout) as http:
+        try:
+            response = await http.get(f"/admin/deployments/{quote(name, safe='')}")
+        except httpx.TransportError as exc:
+            raise GatewayClientError(f"gateway at {url} is unreachable: {exc}") from exc
+    return _raise_for(response).get("rollout") or {}

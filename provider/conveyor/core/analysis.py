@@ -1,0 +1,251 @@
+"""Canary analysis: is the new version at least as healthy as stable on the same live traffic?
+
+Modelled on Argo Rollouts' AnalysisRun: each *measurement* compares the canary with stable over
+one interval and ends Successful, Failed or Inconclusive (too little traffic to say); a run of
+``count`` measurements fails as soon as more than ``failure_limit`` measurements failed. Both
+slots see the same request mix (a random or sticky split of the same stream), so a difference in
+error rate, latency or prediction distribution is a difference between the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+
+class Verdict(StrEnum):
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+
+
+@dataclass(frozen=True)
+class SlotSample:
+    """What one slot did during a measurement interval (errors are failed predictions)."""
+
+    requests: int
+    errors: int
+    latencies_s: Sequence[float] = ()
+    scores: Sequence[float] = ()
+    labelled: int = 0
+    correct: int = 0
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def p95_latency_s(self) -> float | None:
+        return float(np.percentile(self.latencies_s, 95)) if len(self.latencies_s) else None
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.labelled if self.labelled else None
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Thresholds of one canary analysis; ``None`` switches a check off.
+
+    Latency is judged relative to stable (``ratio`` x stable p95 + ``slack``) because absolute
+    milliseconds differ between a laptop and a server; ``max_p95_latency_s`` adds a hard cap.
+    Prediction shift is the two-sample Kolmogorov-Smirnov statistic between the canary's and
+    stable's scores: an effect size in [0, 1], unlike a p-value that flags trivia at high traffic.
+    """
+
+    interval_s: float = 30.0
+    count: int = 3
+    failure_limit: int = 0
+    inconclusive_limit: int = 0
+    min_requests: int = 20
+    max_error_rate: float = 0.01
+    max_p95_latency_ratio: float | None = 3.0
+    latency_slack_s: float = 0.005
+    max_p95_latency_s: float | None = None
+    max_score_shift: float | None = 0.3
+    max_accuracy_drop: float | None = 0.05
+    min_labelled: int = 30
+
+    def __post_init__(self) -> None:
+        if self.interval_s <= 0 or self.count < 1:
+            raise ValueError("analysis needs interval_s > 0 and count >= 1")
+        if self.failure_limit < 0 or self.inconclusive_limit < 0:
+            raise ValueError("failure_limit and inconclusive_limit must be >= 0")
+        if not 0 <= self.max_error_rate <= 1:
+            raise ValueError(f"max_error_rate must be in [0, 1], got {self.max_error_rate}")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any] | None) -> AnalysisConfig:
+        """Build from user input (admin API, DAG params), naming any key that is not a setting."""
+        values = dict(values or {})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(
+                f"unknown analysis setting(s) {unknown}; known: {sorted(cls.__dataclass_fields__)}"
+            )
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool | None  # None: not enough data to judge
+    value: float | None
+    limit: float | None
+    detail: str
+
+
+@dataclass
+class Measurement:
+    verdict: Verdict
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def reason(self) -> str:
+        failed = [c.detail for c in self.checks if c.passed is False]
+        if failed:
+            return "; ".join(failed)
+        unknown = [c.detail for c in self.checks if c.passed is None]
+        return "; ".join(unknown) if self.verdict is Verdict.INCONCLUSIVE else "all checks passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value,
+            "reason": self.reason,
+            "checks": [asdict(c) for c in self.checks],
+        }
+
+
+def measure(canary: SlotSample, stable: SlotSample, config: AnalysisConfig) -> Measurement:
+    """Judge one interval of canary traffic against stable's."""
+    if canary.requests < config.min_requests:
+        return Measurement(
+            Verdict.INCONCLUSIVE,
+            [
+                Check(
+                    "traffic",
+                    None,
+                    canary.requests,
+                    config.min_requests,
+                    f"canary served {canary.requests} requests, fewer than min_requests={config.min_requests}",
+                )
+            ],
+        )
+    checks = [
+        Check(
+            "error_rate",
+            canary.error_rate <= config.max_error_rate,
+            canary.error_rate,
+            config.max_error_rate,
+            f"canary error rate {canary.error_rate:.3f} vs limit {config.max_error_rate:.3f}",
+        )
+    ]
+    canary_p95 = canary.p95_latency_s
+    if config.max_p95_latency_s is not None and canary_p95 is not None:
+        checks.append(
+            Check(
+                "p95_latency",
+                canary_p95 <= config.max_p95_latency_s,
+                canary_p95,
+                config.max_p95_latency_s,
+                f"canary p95 latency {canary_p95 * 1e3:.1f} ms vs cap {config.max_p95_latency_s * 1e3:.1f} ms",
+            )
+        )
+    stable_p95 = stable.p95_latency_s
+    if config.max_p95_latency_ratio is not None and canary_p95 is not None:
+        if stable_p95 is None:
+            checks.append(
+                Check("p95_latency_ratio", None, canary_p95, None, "stable served no requests to compare")
+            )
+        else:
+            limit = config.max_p95_latency_ratio * stable_p95 + config.latency_slack_s
+            checks.append(
+                Check(
+                    "p95_latency_ratio",
+                    canary_p95 <= limit,
+                    canary_p95,
+                    limit,
+                    f"canary p95 latency {canary_p95 * 1e3:.1f} ms vs {limit * 1e3:.1f} ms "
+                    f"(stable p95 {stable_p95 * 1e3:.1f} ms x {config.max_p95_latency_ratio} + slack)",
+                )
+            )
+    if config.max_score_shift is not None:
+        if len(canary.scores) < config.min_requests or len(stable.scores) < config.min_requests:
+            checks.append(
+                Check(
+                    "score_shift",
+                    None,
+                    None,
+                    config.max_score_shift,
+                    "too few scores to compare distributions",
+                )
+            )
+        else:
+            shift = float(stats.ks_2samp(canary.scores, stable.scores).statistic)
+            checks.append(
+                Check(
+                    "score_shift",
+                    shift <= config.max_score_shift,
+                    shift,
+                    config.max_score_shift,
+                    f"prediction distribution shift vs stable (KS) {shift:.3f} vs limit {config.max_score_shift:.3f}",
+                )
+            )
+    if config.max_accuracy_drop is not None and min(canary.labelled, stable.labelled) >= config.min_labelled:
+        drop = (stable.accuracy or 0.0) - (canary.accuracy or 0.0)
+        checks.append(
+            Check(
+                "online_accuracy",
+                drop <= config.max_accuracy_drop,
+                canary.accuracy,
+                (stable.accuracy or 0.0) - config.max_accuracy_drop,
+                f"canary online accuracy {canary.accuracy:.3f} vs stable {stable.accuracy:.3f} "
+                f"(allowed drop {config.max_accuracy_drop:.3f})",
+            )
+        )
+    if any(c.passed is False for c in checks):
+        return Measurement(Verdict.FAILED, checks)
+    if any(c.passed is None for c in checks):
+        return Measurement(Verdict.INCONCLUSIVE, checks)
+    return Measurement(Verdict.SUCCESSFUL, checks)
+
+
+@dataclass
+class AnalysisRun:
+    """The measurements of one canary step; ``verdict`` is None while the run is still going."""
+
+    config: AnalysisConfig
+    measurements: list[Measurement] = field(default_factory=list)
+
+    def add(self, measurement: Measurement) -> Verdict | None:
+        self.measurements.append(measurement)
+        return self.verdict
+
+    @property
+    def verdict(self) -> Verdict | None:
+        failed = sum(m.verdict is Verdict.FAILED for m in self.measurements)
+        if failed > self.config.failure_limit:
+            return Verdict.FAILED
+        if len(self.measurements) < self.config.count:
+            return None
+        inconclusive = sum(m.verdict is Verdict.INCONCLUSIVE for m in self.measurements)
+        return Verdict.INCONCLUSIVE if inconclusive > self.config.inconclusive_limit else Verdict.SUCCESSFUL
+
+    @property
+    def reason(self) -> str:
+        verdict = self.verdict
+        relevant = [
+            m for m in self.measurements if verdict is None or m.verdict is verdict
+        ] or self.measurements
+        last = relevant[-1].reason if relevant else "no measurement yet"
+        return (
+            f"{len(self.measurements)}/{self.config.count} measurements; last {verdict or 'pending'}: {last}"
+        )

@@ -1,0 +1,516 @@
+"""The gateway's state and behaviour, independent of HTTP: scoring, slots, weights, rollouts, feedback.
+
+Everything that changes traffic runs on the event loop, so a switch of weights or slots is a
+plain assignment between two requests: atomic without locks, and requests already queued on the
+old version still finish on it (it is retired after a grace period, never torn down at once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from conveyor.core.inference_log import InferenceLogWriter
+from conveyor.core.rollout import Rollout, RolloutError, RolloutSpec
+from conveyor.serving.controller import RolloutController
+from conveyor.serving.deployment import CANARY, SHADOW, SLOTS, STABLE, Deployment, Slot
+from conveyor.serving.metrics import GatewayMetrics
+from conveyor.serving.models import BatchOutput, LoadedModel, ModelLoadError
+from conveyor.serving.schema import Columns, InvalidInput, clean_json_value, parse_payload
+
+log = logging.getLogger(__name__)
+
+
+_ERROR_CODES = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "RESOURCE_DOES_NOT_EXIST",
+    405: "METHOD_NOT_ALLOWED",
+    409: "INVALID_STATE",
+    413: "REQUEST_LIMIT_EXCEEDED",
+    415: "UNSUPPORTED_MEDIA_TYPE",
+    422: "INVALID_PARAMETER_VALUE",
+    503: "TEMPORARILY_UNAVAILABLE",
+}
+
+
+class GatewayError(Exception):
+    """An admin or scoring request the gateway refuses; ``status`` is the HTTP answer."""
+
+    def __init__(self, status: int, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        code = _ERROR_CODES.get(self.status, "INTERNAL_ERROR")
+        return {"error_code": code, "message": str(self), **self.extra}
+
+
+@dataclass
+class GatewayConfig:
+    admin_token: str
+    log_url: str | None = None
+    log_flush_interval_s: float = 5.0
+    max_body_bytes: int = 1 << 20
+    max_batch_rows: int = 2048
+    max_shadow_in_flight: int = 64
+    keep_previous_s: float = 300.0
+    key_header: str = "x-conveyor-key"
+    slot_header: str = "x-conveyor-slot"
+
+
+@dataclass
+class Scored:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig) -> None:
+        if not config.admin_token:
+            raise ValueError("the gateway needs an admin token")
+        self.config = config
+        self.metrics = GatewayMetrics()
+        self.deployments: dict[str, Deployment] = {}
+        self.default: str | None = None
+        self.log = (
+            InferenceLogWriter(config.log_url, flush_interval_s=config.log_flush_interval_s)
+            if config.log_url
+            else None
+        )
+        self._controllers: dict[str, RolloutController] = {}
+        self._shadow_tasks: set[asyncio.Task] = set()
+        self._recent: OrderedDict[str, tuple[str, str, Any]] = (
+            OrderedDict()
+        )  # row id -> deployment, slot, label
+        self.started = time.time()
+
+    # ---- lookups ---------------------------------------------------------------------------------
+    def deployment(self, name: str | None) -> Deployment:
+        if name is None:
+            if self.default is None:
+                raise GatewayError(404, "no deployment exists yet; deploy a model first")
+            name = self.default
+        found = self.deployments.get(name)
+        if found is None:
+            raise GatewayError(404, f"unknown deployment '{name}'; known: {sorted(self.deployments)}")
+        return found
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.deployments) and all(STABLE in d.slots for d in self.deployments.values())
+
+    # ---- scoring -----------------------------------------------------------------------------
+    async def score(self, name: str | None, body: bytes, headers: dict[str, str]) -> Scored:
+        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            deployment = self.deployment(name)
+            stable = deployment.slots.get(STABLE)
+            if stable is None:
+                raise GatewayError(503, f"deployment '{deployment.name}' has no stable model loaded")
+        except GatewayError as exc:
+            return self._error(exc, request_id)
+        slot = self._pick(deployment, headers)
+        held = deployment.slots[slot]
+        started = time.perf_counter()
+        try:
+            try:
+                payload = json.loads(body)
+            except ValueError as exc:
+                raise GatewayError(400, f"malformed JSON: {exc}") from None
+            columns, rows = self._parse(payload, held.model)
+        except GatewayError as exc:
+            self._count(deployment, slot, held, exc.status)
+            return self._error(exc, request_id)
+        try:
+            output = await held.batcher.predict(columns, rows)
+        except Exception as exc:
+            latency = time.perf_counter() - started
+            held.stats.record(latency, True, [])
+            self._count(deployment, slot, held, 500)
+            if slot == STABLE:
+                log.exception("stable prediction failed on %s", deployment.name)
+                return self._error(
+                    GatewayError(500, f"prediction failed: {type(exc).__name__}: {exc}"), request_id
+                )
+            # A failing canary or staging version must not cost the caller: stable answers instead.
+            log.warning("%s version %s failed (%s); stable answers", slot, held.model.version, exc)
+            slot, held = STABLE, stable
+            try:
+                columns, rows = self._parse(payload, held.model)
+                output = await held.batcher.predict(columns, rows)
+            except GatewayError as retry_exc:
+                self._count(deployment, slot, held, retry_exc.status)
+                return self._error(retry_exc, request_id)
+        latency = time.perf_counter() - started
+        scores = output.scores()
+        held.stats.record(latency, False, scores)
+        self._count(deployment, slot, held, 200)
+        self.metrics.latency.labels(deployment.name, slot, held.model.version).observe(latency)
+        score_hist = self.metrics.score.labels(deployment.name, slot, held.model.version)
+        for value in scores:
+            score_hist.observe(value)
+        row_ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
+        self._remember(deployment.name, slot, row_ids, output)
+        self._log(deployment, slot, held.model, columns, row_ids, output)
+        if deployment.mirror():
+            self._mirror(deployment, columns, rows, row_ids, output)
+        return Scored(
+            200,
+            _predictions_json(output.records()),
+            {
+                "x-request-id": request_id,
+                "x-model-name": held.model.name,
+                "x-model-version": held.model.version,
+                "x-model-slot": slot,
+            },
+        )
+
+    def _pick(self, deployment: Deployment, headers: dict[str, str]) -> str:
+        explicit = headers.get(self.config.slot_header)
+        if explicit and explicit in deployment.slots and explicit != SHADOW:
+            return explicit
+        return deployment.route(headers.get(self.config.key_header))
+
+    @staticmethod
+    def _parse(payload: Any, model: LoadedModel) -> tuple[Columns, int]:
+        try:
+            columns, rows = parse_payload(payload, model.schema.names if model.schema else None)
+            if model.schema is not None:
+                model.schema.validate(columns)
+        except InvalidInput as exc:
+            raise GatewayError(422, str(exc), field=exc.field) from None
+        return columns, rows
+
+    def _count(self, deployment: Deployment, slot: str, held: Slot, status: int) -> None:
+        self.metrics.requests.labels(deployment.name, slot, held.model.version, str(status)).inc()
+
+    @staticmethod
+    def _error(exc: GatewayError, request_id: str) -> Scored:
+        return Scored(exc.status, json.dumps(exc.body()).encode(), {"x-request-id": request_id})
+
+    def _remember(self, deployment: str, slot: str, row_ids: list[str], output: BatchOutput) -> None:
+        """Recent decisions by row id, so labels posted to /feedback score each slot online."""
+        for row_id, label in zip(row_ids, output.labels(), strict=False):
+            self._recent[row_id] = (deployment, slot, label)
+        while len(self._recent) > 100_000:
+            self._recent.popitem(last=False)
+
+    def _log(
+        self,
+        deployment: Deployment,
+        slot: str,
+        model: LoadedModel,
+        columns: Columns,
+        row_ids: list[str],
+        output: BatchOutput,
+    ) -> None:
+        if self.log is None:
+            return
+        self.log.append_predictions(
+            {
+                **columns,
+                "request_id": row_ids,
+                "deployment": deployment.name,
+                "slot": slot,
+                "model_name": model.name,
+                "model_version": model.version,
+                **output.as_log_columns(),
+            }
+        )
+
+    def _mirror(
+        self, deployment: Deployment, columns: Columns, rows: int, row_ids: list, answer: BatchOutput
+    ) -> None:
+        """Copy a request to the shadow without the caller ever waiting for it or seeing its answer."""
+        if len(self._shadow_tasks) >= self.config.max_shadow_in_flight:
+            deployment.shadow.skipped += 1
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._shadow(deployment, columns, rows, row_ids, answer)
+        )
+        self._shadow_tasks.add(task)
+        task.add_done_callback(self._shadow_tasks.discard)
+
+    async def _shadow(
+        self, deployment: Deployment, columns: Columns, rows: int, row_ids: list, answer: BatchOutput
+    ) -> None:
+        held = deployment.slots.get(SHADOW)
+        if held is None:
+            return
+        stats = deployment.shadow
+        stats.mirrored += 1
+        started = time.perf_counter()
+        try:
+            if held.model.schema is not None:
+                held.model.schema.validate(columns)
+            output = await held.batcher.predict(columns, rows)
+        except Exception as exc:
+            stats.errors += 1
+            held.stats.record(time.perf_counter() - started, True, [])
+            self.metrics.requests.labels(deployment.name, SHADOW, held.model.version, "500").inc()
+            log.info("shadow %s failed (never seen by the caller): %s", held.model.version, exc)
+            return
+        latency = time.perf_counter() - started
+        stats.latencies_s.append(latency)
+        held.stats.record(latency, False, output.scores())
+        self.metrics.requests.labels(deployment.name, SHADOW, held.model.version, "200").inc()
+        self.metrics.latency.labels(deployment.name, SHADOW, held.model.version).observe(latency)
+        pairs = list(zip(output.labels(), answer.labels(), strict=False))
+        stats.compared_rows += len(pairs)
+        stats.agreed_rows += sum(a == b for a, b in pairs)
+        if stats.agreement is not None:
+            self.metrics.shadow_agreement.labels(deployment.name).set(stats.agreement)
+        self._log(deployment, SHADOW, held.model, columns, row_ids, output)
+
+    # ---- feedback ----------------------------------------------------------------------------
+    def feedback(self, payload: Any) -> dict[str, int]:
+        items = payload.get("feedback", [payload]) if isinstance(payload, dict) else payload
+        if not isinstance(items, list) or not items:
+            raise GatewayError(422, "feedback must be {'request_id', 'label'} or {'feedback': [...]}")
+        ids, labels, matched = [], [], 0
+        for i, item in enumerate(items):
+            if not isinstance(item, dict) or not isinstance(item.get("request_id"), str):
+                raise GatewayError(
+                    422, f"feedback item {i}: 'request_id' (string) is required", field="request_id"
+                )
+            label = item.get("label")
+            if type(label) is not int:
+                raise GatewayError(422, f"feedback item {i}: 'label' must be an integer", field="label")
+            ids.append(item["request_id"])
+            labels.append(label)
+        for row_id, label in zip(ids, labels, strict=True):
+            seen = self._recent.get(row_id)
+            if seen is None:
+                continue
+            deployment = self.deployments.get(seen[0])
+            held = deployment.slots.get(seen[1]) if deployment else None
+            if held is not None:
+                held.stats.record_label(int(seen[2]) == label)
+                matched += 1
+        if self.log is not None:
+            self.log.append_feedback({"request_id": ids, "label": labels})
+        return {"accepted": len(ids), "matched": matched}
+
+    # ---- admin: slots and weights ------------------------------------------------------------
+    async def load(self, uri: str) -> Slot:
+        """Load and warm a version off the event loop: serving continues meanwhile."""
+        model = await asyncio.to_thread(LoadedModel.load, uri)
+        return Slot(model, self.config.max_batch_rows)
+
+    async def deploy_slot(self, name: str, slot: str, uri: str) -> Deployment:
+        if slot not in SLOTS:
+            raise GatewayError(422, f"unknown slot '{slot}'; slots are {list(SLOTS)}", field="slot")
+        self._refuse_during_rollout(name)
+        try:
+            held = await self.load(uri)
+        except ModelLoadError as exc:
+            raise GatewayError(422, f"{exc}; the current version keeps serving", field="model_uri") from None
+        deployment = self.deployments.get(name)
+        if deployment is None:
+            if slot != STABLE:
+                raise GatewayError(404, f"unknown deployment '{name}': load its stable slot first")
+            deployment = self.deployments[name] = Deployment(name)
+            self.default = self.default or name
+        if slot == STABLE:
+            deployment.switch_stable(held, self.config.keep_previous_s)
+        else:
+            deployment.put(slot, held)
+        deployment.record("deploy", f"{uri} (version {held.model.version}) loaded into {slot}")
+        self.publish(deployment)
+        return deployment
+
+    def remove_slot(self, name: str, slot: str) -> Deployment:
+        deployment = self.deployment(name)
+        self._refuse_during_rollout(name)
+        if slot == STABLE:
+            raise GatewayError(409, "the stable slot cannot be emptied; delete the deployment instead")
+        if slot not in deployment.slots:
+            raise GatewayError(404, f"slot '{slot}' of '{name}' holds no model")
+        deployment.remove(slot)
+        deployment.record("remove", f"{slot} emptied")
+        self.publish(deployment)
+        return deployment
+
+    def set_weights(self, name: str, canary: Any = None, shadow: Any = None) -> Deployment:
+        deployment = self.deployment(name)
+        self._refuse_during_rollout(name)
+        if canary is not None:
+            if type(canary) is not int or not 0 <= canary <= 100:
+                raise GatewayError(422, "canary weight must be an integer percent 0..100", field="canary")
+            if canary and CANARY not in deployment.slots:
+                raise GatewayError(409, f"'{name}' has no canary loaded to send traffic to")
+            deployment.canary_weight = canary
+        if shadow is not None:
+            if type(shadow) not in (int, float) or not 0 <= shadow <= 1:
+                raise GatewayError(422, "shadow fraction must be a number in 0..1", field="shadow")
+            if shadow and SHADOW not in deployment.slots:
+                raise GatewayError(409, f"'{name}' has no shadow loaded to mirror to")
+            deployment.shadow_fraction = float(shadow)
+        deployment.record(
+            "weights", f"canary {deployment.canary_weight}%, shadow {deployment.shadow_fraction:.0%}"
+        )
+        self.publish(deployment)
+        return deployment
+
+    def promote(self, name: str, slot: str = CANARY) -> Deployment:
+        """Make the canary (or staging) version stable at once; the old stable stays warm."""
+        deployment = self.deployment(name)
+        controller = self._controllers.get(name)
+        if controller is not None and not controller.rollout.done:
+            controller.act("promote")
+            return deployment
+        held = deployment.slots.get(slot)
+        if held is None or slot == STABLE:
+            raise GatewayError(409, f"'{name}' has no {slot} version to promote")
+        deployment.slots.pop(slot)
+        if slot == CANARY:
+            deployment.canary_weight = 0
+        deployment.switch_stable(held, self.config.keep_previous_s)
+        deployment.record("promote", f"{slot} version {held.model.version} promoted to stable")
+        self.publish(deployment)
+        return deployment
+
+    async def rollback(self, name: str, model_uri: str | None = None) -> Deployment:
+        """Back to the previous version: abort a running rollout, else swap the warm previous back.
+
+        With ``model_uri`` (the previous version is no longer warm, e.g. after a restart) that
+        version is loaded and switched in instead.
+        """
+        deployment = self.deployment(name)
+        controller = self._controllers.get(name)
+        if model_uri is None and controller is not None and controller.can_roll_back:
+            controller.act("rollback")
+            return deployment
+        if model_uri is not None:
+            try:
+                held = await self.load(model_uri)
+            except ModelLoadError as exc:
+                raise GatewayError(
+                    422, f"{exc}; the current version keeps serving", field="model_uri"
+                ) from None
+        elif deployment.previous is not None:
+            held = deployment.previous
+            deployment.previous = None
+        else:
+            raise GatewayError(
+                409, f"'{name}' has no previous version kept warm; pass model_uri to roll back to"
+            )
+        current = deployment.slots.get(STABLE)
+        for slot in (CANARY, SHADOW):
+            deployment.remove(slot)
+        deployment.switch_stable(held, self.config.keep_previous_s)
+        reason = (
+            f"rolled back from version {current.model.version if current else '-'} to {held.model.version}"
+        )
+        deployment.record("rollback", reason)
+        self.publish(deployment)
+        return deployment
+
+    async def reload(self, name: str) -> Deployment:
+        """Re-resolve each slot's URI (an alias may have moved) and switch slots whose version changed."""
+        deployment = self.deployment(name)
+        self._refuse_during_rollout(name)
+        for slot, held in list(deployment.slots.items()):
+            try:
+                fresh = await self.load(held.model.uri)
+            except ModelLoadError as exc:
+                deployment.record("reload", f"{slot}: {exc}; kept version {held.model.version}")
+                continue
+            if fresh.model.version == held.model.version:
+                fresh.retire()
+                continue
+            if slot == STABLE:
+                deployment.switch_stable(fresh, self.config.keep_previous_s)
+            else:
+                deployment.put(slot, fresh)
+            deployment.record("reload", f"{slot}: {held.model.uri} now version {fresh.model.version}")
+        self.publish(deployment)
+        return deployment
+
+    def delete(self, name: str) -> None:
+        deployment = self.deployment(name)
+        controller = self._controllers.pop(name, None)
+        if controller is not None:
+            controller.cancel()
+        for held in deployment.slots.values():
+            held.retire()
+        del self.deployments[name]
+        if self.default == name:
+            self.default = next(iter(self.deployments), None)
+        self.metrics.set_weights(name, {})
+
+    # ---- admin: rollouts -----------------------------------------------------------------------
+    def start_rollout(self, name: str, spec: RolloutSpec) -> Rollout:
+        deployment = self.deployment(name)
+        if STABLE not in deployment.slots:
+            raise GatewayError(409, f"'{name}' has no stable version to roll out against")
+        self._refuse_during_rollout(name)
+        rollout = Rollout(name, spec)
+        deployment.rollout = rollout
+        controller = RolloutController(self, deployment, rollout)
+        self._controllers[name] = controller
+        controller.start()
+        return rollout
+
+    def rollout_action(self, name: str, action: str) -> Rollout:
+        deployment = self.deployment(name)
+        controller = self._controllers.get(name)
+        if controller is None or deployment.rollout is None:
+            raise GatewayError(409, f"'{name}' has no rollout")
+        try:
+            controller.act(action)
+        except RolloutError as exc:
+            raise GatewayError(409, str(exc)) from None
+        return deployment.rollout
+
+    def _refuse_during_rollout(self, name: str) -> None:
+        controller = self._controllers.get(name)
+        if controller is not None and not controller.rollout.done:
+            raise GatewayError(
+                409,
+                f"'{name}' has a {controller.rollout.state.value} rollout; promote, roll back or wait for it",
+            )
+
+    # ---- status --------------------------------------------------------------------------------
+    def publish(self, deployment: Deployment) -> None:
+        """Mirror a deployment's traffic and rollout state into the metrics."""
+        self.metrics.set_weights(deployment.name, deployment.weights())
+        if deployment.rollout is not None:
+            rollout = deployment.rollout
+            self.metrics.set_rollout_state(deployment.name, rollout.spec.strategy.value, rollout.state)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "ready": self.ready,
+            "default": self.default,
+            "uptime_s": round(time.time() - self.started, 1),
+            "deployments": {name: d.to_dict() for name, d in self.deployments.items()},
+        }
+
+    async def close(self) -> None:
+        for controller in self._controllers.values():
+            controller.cancel()
+        if self.log is not None:
+            await asyncio.to_thread(self.log.close)
+
+
+def _predictions_json(records: list[Any]) -> bytes:
+    """The scoring server's answer; NaN/inf are not JSON and go out as null."""
+    try:
+        return json.dumps({"predictions": records}, allow_nan=False).encode()
+    except ValueError:
+        cleaned = [
+            {k: clean_json_value(v) for k, v in r.items()} if isinstance(r, dict) else clean_json_value(r)
+            for r in records
+        ]
+        return json.dumps({"predictions": cleaned}).encode()
