@@ -26,7 +26,7 @@ def get_provider_info() -> dict:
         "hooks": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["conveyor.hooks.mlflow", "conveyor.hooks.kedro"],
+                "python-modules": ["conveyor.hooks.mlflow", "conveyor.hooks.kedro", "conveyor.hooks.gateway"],
             }
         ],
         "operators": [
@@ -37,11 +37,17 @@ def get_provider_info() -> dict:
                     "conveyor.operators.validation",
                     "conveyor.operators.gate",
                     "conveyor.operators.registry",
+                    "conveyor.operators.deploy",
                 ],
             }
         ],
         "sensors": [],
-        "triggers": [],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": ["conveyor.triggers.rollout"],
+            }
+        ],
         "extra-links": [
             "conveyor.links.mlflow.MlflowRunLink",
             "conveyor.links.mlflow.MlflowModelVersionLink",
@@ -76,6 +82,16 @@ def get_provider_info() -> dict:
                     "hidden-fields": ["schema", "port", "extra"],
                     "relabeling": {"host": "Tracking URI", "login": "Username"},
                     "placeholders": {"host": "http://mlflow:5000", "login": "optional"},
+                },
+            },
+            {
+                "connection-type": "conveyor_gateway",
+                "hook-class-name": "conveyor.hooks.gateway.GatewayHook",
+                "hook-name": "Conveyor gateway",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "extra"],
+                    "relabeling": {"host": "Gateway host or URL", "password": "Admin token"},
+                    "placeholders": {"host": "http://gateway", "port": "8080"},
                 },
             },
             {
