@@ -67,7 +67,10 @@ def test_weather_join_keeps_one_row_per_flight_and_leaves_gaps_nan() -> None:
             "month": [1] * 2,
             "day": [1] * 2,
             "hour": [5, 5],
-            **{c: [40.0, 99.0] for c in ("temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib")},
+            **{
+                c: [40.0, 99.0]
+                for c in ("temp", "dewp", "humid", "wind_speed", "precip", "pressure", "visib")
+            },
         }
     )
     joined = join_weather(flights, weather)

@@ -58,10 +58,11 @@ def test_training_is_deterministic(splits, trained) -> None:
 
 def test_unseen_categories_and_missing_weather_still_predict(trained) -> None:
     model, _ = trained
-    row = pd.DataFrame(
-        [{"carrier": "ZZ", "origin": "EWR", "dest": "NOWHERE", "hour": 18, "day_of_week": 2, "distance": 500.0}]
-        + [{"carrier": "UA", "origin": "JFK", "dest": "LAX", "hour": 6, "day_of_week": 2, "distance": 2400.0}]
-    ).assign(**{c: np.nan for c in FEATURES[6:]})
+    unseen = {"carrier": "ZZ", "origin": "EWR", "dest": "NOWHERE", "hour": 18, "day_of_week": 2}
+    known = {"carrier": "UA", "origin": "JFK", "dest": "LAX", "hour": 6, "day_of_week": 2}
+    row = pd.DataFrame([{**unseen, "distance": 500.0}, {**known, "distance": 2400.0}]).assign(
+        **{c: np.nan for c in FEATURES[6:]}
+    )
     proba = model.predict_proba(row)
     assert proba.shape == (2,) and np.all((proba >= 0) & (proba <= 1))
     assert proba[0] > proba[1]  # evening EWR is the delayed pattern
@@ -85,6 +86,8 @@ def test_evaluation_metrics_and_too_small_eval_set(splits, trained) -> None:
     scores, roc_fig, cm_fig = evaluate_classifier(model, splits.test, min_rows=10)
     assert set(scores) >= {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"}
     assert scores["roc_auc"] > 0.95 and scores["rows"] == len(splits.test)
-    assert roc_fig.axes[0].get_title().startswith("ROC") and cm_fig.axes[0].get_title().startswith("Confusion")
+    assert roc_fig.axes[0].get_title().startswith("ROC") and cm_fig.axes[0].get_title().startswith(
+        "Confusion"
+    )
     with pytest.raises(ValueError, match="fewer than min_eval_rows=1000"):
         evaluate_classifier(model, splits.test, min_rows=1000)

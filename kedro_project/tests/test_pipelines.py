@@ -16,7 +16,13 @@ from flight_delays.pipeline_registry import register_pipelines
 from flight_delays.schema import FEATURES, LABEL
 
 SUITE = json.loads((Path(__file__).parents[1] / "conf/base/gx/flights_partition.json").read_text())
-PARAMS = {"validation_fraction": 0.2, "test_fraction": 0.2, "max_rows": None, "seed": 0, "reference_sample_rows": 50}
+PARAMS = {
+    "validation_fraction": 0.2,
+    "test_fraction": 0.2,
+    "max_rows": None,
+    "seed": 0,
+    "reference_sample_rows": 50,
+}
 
 
 def _run(flights: pd.DataFrame, partition: str = "2013-02") -> dict:

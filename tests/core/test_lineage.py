@@ -7,7 +7,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from conveyor.core.lineage import UNKNOWN_COMMIT, content_hash, git_commit, git_dirty, lineage_tags, params_hash
+from conveyor.core.lineage import (
+    UNKNOWN_COMMIT,
+    content_hash,
+    git_commit,
+    git_dirty,
+    lineage_tags,
+    params_hash,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
