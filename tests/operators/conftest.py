@@ -26,8 +26,10 @@ def flight_versions(mlflow_server: MlflowServer) -> dict[str, str]:
     """
     from tests.support.models import register_flight_model
 
-    good = register_flight_model(mlflow_server.url, SOURCE_MODEL, alias="good")
-    worse = register_flight_model(mlflow_server.url, SOURCE_MODEL, alias="worse", shuffle_labels=True, seed=1)
+    good = register_flight_model(mlflow_server.url, SOURCE_MODEL, months=("2013-02",), alias="good")
+    worse = register_flight_model(
+        mlflow_server.url, SOURCE_MODEL, months=("2013-02",), alias="worse", shuffle_labels=True, seed=1
+    )
     return {"good": good.version, "worse": worse.version}
 
 

@@ -1,0 +1,137 @@
+"""Run a Kedro project's pipeline (or load one of its datasets) and say what it left in MLflow.
+
+Airflow-free on purpose: ``KedroRunOperator`` calls ``run_pipeline`` in-process, and for a
+project that lives in its own Python environment it runs this module there as
+``python -m conveyor.core.kedro_runner '<json>'``, which prints the same result as its last
+line. Real teams keep Airflow's dependencies and the project's apart; both paths share this code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+RESULT_MARKER = "CONVEYOR_KEDRO_RESULT "
+
+
+def run_pipeline(
+    project_path: str | Path,
+    *,
+    pipeline: str | None = None,
+    env: str | None = None,
+    conf_source: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    node_names: list[str] | None = None,
+    tags: list[str] | None = None,
+    tracking_uri: str | None = None,
+    registry_uri: str | None = None,
+) -> dict[str, Any]:
+    """One ``KedroSession`` run; returns the MLflow run and model version the project's hooks logged.
+
+    The run is found by the ``kedro.run_id`` tag (the session id) rather than "last active run",
+    which in a long-lived process may belong to an earlier task.
+    """
+    import mlflow
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+        mlflow.set_registry_uri(registry_uri or tracking_uri)
+    path = Path(project_path).resolve()
+    bootstrap_project(path)
+    with KedroSession.create(
+        project_path=path, env=env, conf_source=conf_source, runtime_params=dict(params or {})
+    ) as session:
+        session_id = session.session_id
+        session.run(
+            pipeline_names=[pipeline] if pipeline else None,
+            node_names=node_names or None,
+            tags=tags or None,
+        )
+    return _tracked(session_id)
+
+
+def _tracked(session_id: str) -> dict[str, Any]:
+    """What the run logged to MLflow, or ``None``s when the project does not track this run."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    result: dict[str, Any] = {
+        "session_id": session_id,
+        "mlflow_run_id": None,
+        "experiment_id": None,
+        "model_name": None,
+        "model_version": None,
+    }
+    runs = mlflow.search_runs(
+        search_all_experiments=True,
+        filter_string=f"tags.`kedro.run_id` = '{session_id}'",
+        output_format="list",
+        max_results=1,
+    )
+    if not runs:
+        return result
+    run = runs[0]
+    result.update(mlflow_run_id=run.info.run_id, experiment_id=run.info.experiment_id)
+    versions = MlflowClient().search_model_versions(f"run_id = '{run.info.run_id}'")
+    if versions:
+        latest = max(versions, key=lambda v: int(v.version))
+        result.update(model_name=latest.name, model_version=str(latest.version))
+    return result
+
+
+def load_dataset(
+    project_path: str | Path,
+    name: str,
+    *,
+    partition: str | None = None,
+    env: str | None = None,
+    conf_source: str | None = None,
+) -> Any:
+    """A dataset from the project's catalog; for a partitioned one, the partitions named in
+    ``partition`` (``"2013-01"`` or ``"2013-01,2013-02"``) concatenated."""
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    path = Path(project_path).resolve()
+    bootstrap_project(path)
+    with KedroSession.create(project_path=path, env=env, conf_source=conf_source) as session:
+        data = session.load_context().catalog.load(name)
+    if isinstance(data, Mapping) and data and all(callable(v) for v in data.values()):
+        return _select_partitions(name, data, partition)
+    if partition:
+        raise ValueError(f"dataset {name!r} is not partitioned, but partition {partition!r} was given")
+    return data
+
+
+def _select_partitions(name: str, parts: Mapping[str, Callable[[], Any]], partition: str | None) -> Any:
+    import pandas as pd
+
+    if not partition:
+        raise ValueError(f"dataset {name!r} is partitioned: name the partition(s) to load")
+    keys = [k.strip() for k in partition.replace("+", ",").split(",") if k.strip()]
+    missing = [k for k in keys if k not in parts]
+    if missing:
+        held = sorted(parts)
+        raise ValueError(
+            f"dataset {name!r} has no partition {', '.join(missing)} "
+            f"(it holds {held[0]}..{held[-1]}, {len(held)} partitions)"
+        )
+    frames = [parts[k]() for k in keys]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point of the subprocess mode: one JSON argument in, one marked JSON line out."""
+    kwargs = json.loads(argv[0])
+    result = run_pipeline(kwargs.pop("project_path"), **kwargs)
+    print(RESULT_MARKER + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
