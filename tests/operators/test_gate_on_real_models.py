@@ -1,0 +1,61 @@
+"""``core.gate`` scoring real registered torch models on their logged evaluation set."""
+
+from __future__ import annotations
+
+import pytest
+from mlflow import MlflowClient
+
+from conveyor.core import registry
+from conveyor.core.gate import GateError, load_eval_set, rules_from_mapping, run_gate
+
+
+def test_identical_model_is_exactly_non_inferior_at_zero_tolerance(
+    client: MlflowClient, model_name: str, add_challenger
+) -> None:
+    champion = add_challenger("good")
+    first = run_gate(client, model_name, rules_from_mapping({"roc_auc": {"threshold": 0.5}}))
+    registry.promote(
+        client, model_name, champion, reason="seed", actor="test", expected_champion=first.baseline_version
+    )
+    candidate = add_challenger("good")  # the same weights under a new version: delta is exactly 0
+    rules = rules_from_mapping({"roc_auc": {"tolerance": 0.0}, "log_loss": {"tolerance": 0.0}})
+    decision = run_gate(client, model_name, rules)
+    assert (decision.candidate_version, decision.baseline_version) == (candidate, champion)
+    assert decision.status == "passed", decision.render_table()
+    assert all(c.delta == 0.0 and c.non_inferior_ok for c in decision.checks)
+    assert decision.eval_rows == len(load_eval_set(client, decision.candidate_run_id))
+
+
+def test_one_class_eval_set_gives_nan_auc_and_a_rejection(
+    client: MlflowClient, model_name: str, add_challenger
+) -> None:
+    version = add_challenger("good")
+    frame = load_eval_set(client, client.get_model_version(model_name, version).run_id)
+    only_delayed = frame[frame["delayed"] == 1]
+    decision = run_gate(
+        client, model_name, rules_from_mapping({"roc_auc": {"threshold": 0.5}}), eval_set=only_delayed
+    )
+    assert decision.status == "rejected" and decision.reason == "roc_auc: candidate metric is NaN"
+    assert decision.eval_source == "passed in"
+    assert client.get_model_version(model_name, version).tags["conveyor.gate.status"] == "rejected"
+    with pytest.raises(registry.GateNotPassedError):
+        registry.promote(client, model_name, version, reason="try", actor="test", expected_champion=None)
+
+
+def test_eval_set_without_label_is_refused(client: MlflowClient, model_name: str, add_challenger) -> None:
+    version = add_challenger("good")
+    frame = load_eval_set(client, client.get_model_version(model_name, version).run_id)
+    with pytest.raises(GateError, match="no label column 'delayed'"):
+        run_gate(
+            client,
+            model_name,
+            rules_from_mapping({"roc_auc": {"threshold": 0.5}}),
+            eval_set=frame.drop(columns="delayed"),
+        )
+    assert "conveyor.gate.status" not in client.get_model_version(model_name, version).tags
+
+
+def test_unknown_candidate_alias_is_refused(client: MlflowClient, model_name: str, add_challenger) -> None:
+    add_challenger("good")
+    with pytest.raises(GateError, match="has no version for candidate 'canary'"):
+        run_gate(client, model_name, rules_from_mapping({"roc_auc": {"threshold": 0.5}}), candidate="canary")
