@@ -1,0 +1,186 @@
+"""Performance rules, the retraining request (on a real MLflow server) and the report pictures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from conveyor.core.drift import DriftConfig, DriftInputError, build_detector
+from conveyor.core.drift.performance import check_performance, performance_over_time
+from conveyor.core.drift.report import (
+    drift_report_html,
+    figure_png,
+    plot_feature_drift,
+    plot_performance_over_time,
+)
+from conveyor.core.retrain import (
+    RETRAIN_REASON_TAG,
+    NoRetrainNeeded,
+    build_retrain_conf,
+    conf_from_results,
+    months_in_window,
+    record_retrain_request,
+)
+
+
+def _labelled(n: int = 400, noise: float = 0.2, seed: int = 0, days: int = 4) -> pd.DataFrame:
+    """Labels and scores where the score ranks labels well (AUC ~0.9) unless ``noise`` is large."""
+    rng = np.random.default_rng(seed)
+    label = rng.integers(0, 2, n)
+    score = np.clip(label * 0.6 + 0.2 + rng.normal(0, noise, n), 0, 1)
+    ts = pd.Timestamp("2013-12-01", tz="UTC") + pd.to_timedelta(
+        np.linspace(0, days * 24, n, endpoint=False), unit="h"
+    )
+    return pd.DataFrame({"label": label, "delay_probability": score, "ts": ts})
+
+
+def test_good_predictions_are_not_degraded() -> None:
+    result = check_performance(_labelled(), reference={"roc_auc": 0.92}, min_metrics={"roc_auc": 0.7})
+    assert not result.degraded and result.reasons == []
+    assert result.metrics["roc_auc"] > 0.9 and result.n_labelled == 400
+
+
+def test_below_floor_and_below_reference_are_both_named() -> None:
+    noisy = _labelled(noise=1.5)
+    result = check_performance(
+        noisy, reference={"roc_auc": 0.95, "accuracy": 0.9}, min_metrics={"roc_auc": 0.75}
+    )
+    assert result.degraded
+    assert any(r.startswith("roc_auc=") and "below the floor 0.7500" in r for r in result.reasons)
+    assert any("below the reference 0.9500" in r for r in result.reasons)
+    assert json.loads(json.dumps(result.to_dict()))["degraded"] is True
+
+
+def test_one_class_window_is_not_called_degraded() -> None:
+    quiet = _labelled().assign(label=0)
+    result = check_performance(quiet, reference={"roc_auc": 0.9}, min_metrics={"roc_auc": 0.7})
+    assert result.metrics["roc_auc"] is None
+    assert not any(r.startswith("roc_auc") for r in result.reasons)
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame(), "no labelled predictions"),
+        (_labelled().drop(columns=["label"]), r"missing column\(s\) \['label'\]"),
+        (_labelled().assign(label=2), "labels must be 0/1"),
+        (_labelled(n=50), "only 50 labelled predictions"),
+    ],
+)
+def test_unusable_feedback_is_refused(frame: pd.DataFrame, message: str) -> None:
+    with pytest.raises(DriftInputError, match=message):
+        check_performance(frame, min_labelled=100)
+
+
+def test_floor_on_an_unmeasured_metric_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"min_metrics names metric\(s\) \['auc'\]"):
+        check_performance(_labelled(), min_metrics={"auc": 0.7})
+
+
+def test_performance_over_time_and_its_plot() -> None:
+    frame = pd.concat(
+        [
+            _labelled(seed=1, days=2),
+            _labelled(noise=1.0, seed=2, days=2).assign(ts=lambda f: f["ts"] + pd.Timedelta(days=2)),
+        ]
+    )
+    timeline = performance_over_time(frame, freq="1D")
+    assert list(timeline.columns) == ["period", "n", "roc_auc", "f1", "accuracy"]
+    assert len(timeline) == 4 and timeline["n"].sum() == 800
+    assert timeline["roc_auc"].iloc[0] > timeline["roc_auc"].iloc[-1] + 0.2
+    png = figure_png(plot_performance_over_time(timeline, {"roc_auc": 0.9}, {"roc_auc": 0.7}))
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_feature_drift_plot_and_html(flights: Callable[[str], pd.DataFrame]) -> None:
+    reference = flights("2013-01..2013-03").sample(5000, random_state=0)
+    detector = build_detector(reference, DriftConfig(backend="scipy"))
+    window = flights("2013-07").sample(2000, random_state=0)
+    result = detector.check(window)
+    fig = plot_feature_drift(detector, window, result)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(visible) == 13
+    titles = {ax.get_title().split(" — ")[0]: ax.title.get_color() for ax in visible}
+    assert titles["temp"] == "tab:red" and titles["hour"] == "black"
+    png = figure_png(fig)
+    page = drift_report_html(result, png, "data drift: flight_delays v1")
+    assert page.startswith("<!doctype html>") and "<b>DRIFT</b>" in page
+    assert page.count("<tr") == 14 and 'class="drift"><td>temp</td>' in page
+    assert "data:image/png;base64," in page
+
+
+def test_months_in_window() -> None:
+    assert months_in_window("2013-03-28T00:00:00Z", "2013-05-01T00:00:00Z") == ["2013-03", "2013-04"]
+    with pytest.raises(ValueError, match="empty window"):
+        months_in_window("2013-05-01", "2013-05-01")
+
+
+def _fired(kind: str, start: str, end: str, decision: bool = True) -> dict:
+    return {
+        "kind": kind,
+        "decision": decision,
+        "reason": f"{kind} in temp" if decision else None,
+        "window": {"start": start, "end": end},
+        "model_name": "flight_delays",
+        "model_version": "3",
+        "mlflow_run_id": f"run-{kind}",
+    }
+
+
+def test_conf_names_reason_window_partitions_and_caller() -> None:
+    conf = conf_from_results(
+        [
+            _fired("data_drift", "2013-04-01T00:00:00+00:00", "2013-04-08T00:00:00+00:00"),
+            _fired("performance", "2013-03-25T00:00:00+00:00", "2013-04-08T00:00:00+00:00"),
+            None,
+        ],
+        triggered_by="ml_monitor/manual__1",
+    )
+    assert conf["reason"] == "data_drift in temp; performance in temp"
+    assert conf["window"] == {"start": "2013-03-25T00:00:00+00:00", "end": "2013-04-08T00:00:00+00:00"}
+    assert conf["partitions"] == "2013-03,2013-04" and conf["triggered_by"] == "ml_monitor/manual__1"
+    assert conf["details"]["monitor_runs"] == ["run-data_drift", "run-performance"]
+    assert json.loads(json.dumps(conf)) == conf
+
+
+def test_nothing_fired_means_no_retraining() -> None:
+    quiet = _fired("data_drift", "2013-02-01", "2013-02-08", decision=False)
+    with pytest.raises(NoRetrainNeeded):
+        conf_from_results([quiet, None], triggered_by="ml_monitor")
+
+
+def test_conf_needs_a_reason_and_a_caller() -> None:
+    with pytest.raises(ValueError, match="needs a reason"):
+        build_retrain_conf(reason=" ", window_start="2013-04-01", window_end="2013-04-02", triggered_by="x")
+    with pytest.raises(ValueError, match="needs triggered_by"):
+        build_retrain_conf(
+            reason="drift", window_start="2013-04-01", window_end="2013-04-02", triggered_by=""
+        )
+
+
+def test_retrain_request_is_recorded_in_mlflow(mlflow_uri: str, flight_model: dict[str, str]) -> None:
+    conf = build_retrain_conf(
+        reason="data drift in temp, dewp",
+        window_start="2013-04-01T00:00:00+00:00",
+        window_end="2013-04-08T00:00:00+00:00",
+        triggered_by="ml_monitor/test",
+        partitions=["2013-04", "2013-03"],
+        model_name=flight_model["name"],
+        model_version=flight_model["version"],
+    )
+    assert conf["partitions"] == "2013-03,2013-04"
+    client = MlflowClient(mlflow_uri)
+    run_id = record_retrain_request(client, conf)
+    run = client.get_run(run_id)
+    assert run.data.tags[RETRAIN_REASON_TAG] == "data drift in temp, dewp"
+    assert run.data.tags["conveyor.monitor.kind"] == "retrain_request"
+    tags = client.get_model_version(flight_model["name"], flight_model["version"]).tags
+    assert (
+        tags[RETRAIN_REASON_TAG] == "data drift in temp, dewp"
+        and tags["conveyor.retrain.monitor_run_id"] == run_id
+    )
