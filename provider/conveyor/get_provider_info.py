@@ -38,14 +38,15 @@ def get_provider_info() -> dict:
                     "conveyor.operators.gate",
                     "conveyor.operators.registry",
                     "conveyor.operators.deploy",
+                    "conveyor.operators.retrain",
                 ],
             }
         ],
-        "sensors": [],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": ["conveyor.sensors.drift"]}],
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": ["conveyor.triggers.rollout"],
+                "python-modules": ["conveyor.triggers.rollout", "conveyor.triggers.inference_log"],
             }
         ],
         "extra-links": [
