@@ -102,3 +102,22 @@ def test_empty_window_and_ragged_chunks(tmp_path: Path) -> None:
     assert empty.empty and "model_version" in empty.columns
     with il.InferenceLogWriter(str(tmp_path)) as writer, pytest.raises(ValueError, match="one common length"):
         writer.append_predictions({"request_id": ["a", "b"], "delayed": [1]})
+
+
+def test_request_chunks_without_timestamps_are_merged_and_stamped(tmp_path: Path) -> None:
+    """What the gateway appends: one mapping per request, scalars broadcast, optional columns absent."""
+    before = pd.Timestamp.now(tz="UTC")
+    with il.InferenceLogWriter(str(tmp_path), flush_interval_s=60) as writer:
+        writer.append_predictions({"request_id": ["a"], "hour": [5], "slot": "stable", "delayed": [1]})
+        writer.append_predictions(
+            {"request_id": ["b-0", "b-1"], "hour": [6, 7], "temp": [1.5, None], "slot": "canary"}
+        )
+    after = pd.Timestamp.now(tz="UTC")
+    frame = il.read_predictions(str(tmp_path), before.floor("h"), after + pd.Timedelta(hours=1))
+    frame = frame.set_index("request_id")
+    assert frame.loc["a", "slot"] == "stable" and frame.loc["b-1", "slot"] == "canary"
+    assert frame["hour"].tolist() == [5, 6, 7]
+    assert pd.isna(frame.loc["a", "temp"]) and frame.loc["b-0", "temp"] == 1.5
+    assert pd.isna(frame.loc["b-0", "delayed"])
+    assert ((frame["ts"] >= before) & (frame["ts"] <= after)).all()
+    assert len(list(tmp_path.glob("predictions/**/*.parquet"))) <= 2  # one file per hour touched

@@ -135,7 +135,8 @@ def measure(canary: SlotSample, stable: SlotSample, config: AnalysisConfig) -> M
                     None,
                     canary.requests,
                     config.min_requests,
-                    f"canary served {canary.requests} requests, fewer than min_requests={config.min_requests}",
+                    f"canary served {canary.requests} requests, "
+                    f"fewer than min_requests={config.min_requests}",
                 )
             ],
         )
@@ -156,7 +157,8 @@ def measure(canary: SlotSample, stable: SlotSample, config: AnalysisConfig) -> M
                 canary_p95 <= config.max_p95_latency_s,
                 canary_p95,
                 config.max_p95_latency_s,
-                f"canary p95 latency {canary_p95 * 1e3:.1f} ms vs cap {config.max_p95_latency_s * 1e3:.1f} ms",
+                f"canary p95 latency {canary_p95 * 1e3:.1f} ms "
+                f"vs cap {config.max_p95_latency_s * 1e3:.1f} ms",
             )
         )
     stable_p95 = stable.p95_latency_s
@@ -196,7 +198,8 @@ def measure(canary: SlotSample, stable: SlotSample, config: AnalysisConfig) -> M
                     shift <= config.max_score_shift,
                     shift,
                     config.max_score_shift,
-                    f"prediction distribution shift vs stable (KS) {shift:.3f} vs limit {config.max_score_shift:.3f}",
+                    f"prediction distribution shift vs stable (KS) {shift:.3f} "
+                    f"vs limit {config.max_score_shift:.3f}",
                 )
             )
     if config.max_accuracy_drop is not None and min(canary.labelled, stable.labelled) >= config.min_labelled:

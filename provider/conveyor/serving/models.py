@@ -6,6 +6,7 @@ import logging
 import re
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -37,9 +38,7 @@ class BatchOutput:
             out = cls(
                 list(map(str, prediction.columns)), [prediction[c].tolist() for c in prediction.columns]
             )
-        elif isinstance(prediction, pd.Series):
-            out = cls(None, [prediction.tolist()])
-        elif isinstance(prediction, np.ndarray):
+        elif isinstance(prediction, pd.Series | np.ndarray):
             out = cls(None, [prediction.tolist()])
         elif isinstance(prediction, list):
             out = cls(None, [prediction])
@@ -133,7 +132,7 @@ class LoadedModel:
         log.info("loaded %s (version %s) in %.2fs", uri, version, model.load_seconds)
         return model
 
-    @property
+    @cached_property
     def fast(self) -> bool:
         """Our signature check already did MLflow's enforcement; call the implementation directly."""
         meta = self.pyfunc.metadata
@@ -157,14 +156,11 @@ class LoadedModel:
         elif self.schema is not None:
             try:
                 self.predict_columns({f.name: [_placeholder(f.type)] for f in self.schema.fields}, 1)
-            except Exception as exc:  # noqa: BLE001 - a warm-up on invented data may legitimately fail
+            except Exception as exc:  # a warm-up on invented data may legitimately fail
                 log.warning("warm-up of %s on a placeholder row failed: %s", self.uri, exc)
 
     def predict_frame(self, frame: pd.DataFrame) -> BatchOutput:
-        if self.fast:
-            prediction = self.pyfunc._model_impl.predict(frame)
-        else:
-            prediction = self.pyfunc.predict(frame)
+        prediction = self.pyfunc._model_impl.predict(frame) if self.fast else self.pyfunc.predict(frame)
         return BatchOutput.from_prediction(prediction, len(frame))
 
     def predict_columns(self, columns: Columns, rows: int) -> BatchOutput:

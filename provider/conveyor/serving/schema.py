@@ -52,7 +52,8 @@ def parse_payload(body: Any, column_order: list[str] | None) -> tuple[Columns, i
     extra = sorted(set(body) - set(PROTOCOL_KEYS) - {"params"})
     if len(keys) != 1 or extra:
         raise InvalidInput(
-            f"the body must be a JSON object with exactly one of {list(PROTOCOL_KEYS)}, got keys {sorted(body)}"
+            f"the body must be a JSON object with exactly one of {list(PROTOCOL_KEYS)}, "
+            f"got keys {sorted(body)}"
         )
     key = keys[0]
     value = body[key]

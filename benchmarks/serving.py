@@ -1,0 +1,403 @@
+"""Serving benchmark: the Conveyor gateway vs ``mlflow models serve``, same model, same machine, one run.
+
+    .venv/bin/python benchmarks/serving.py [--seconds 8] [--repeats 2]
+
+Measures (results in benchmarks/results/serving.json, table printed as Markdown):
+- the floor: in-process ``pyfunc.predict`` (and the implementation the gateway's fast path calls)
+  on 1 row and on batches;
+- ``mlflow models serve`` (``--env-manager local``, 1 worker) vs the gateway (1 process) at 1 and
+  32 concurrent clients, driven by ``wrk`` on loopback (Lua script rotating real rows), runs of
+  the two servers interleaved so machine noise hits both alike; medians over repeats;
+- the cost of canary 10 % + shadow 10 % vs stable only (throughput at 32 clients);
+- rollback under load (asyncio client, 8 connections): time until every answer comes from the
+  previous version, and failed requests during a blue-green switch, a canary rollback and a
+  gateway reload (alias moved).
+Both servers run with one intra-op thread (``OMP_NUM_THREADS=1``) so neither is starved by a
+thread pool bigger than the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from conveyor.local.gateway import GatewayServer  # noqa: E402
+from conveyor.local.loadgen import Outcome, run_load  # noqa: E402
+from conveyor.local.mlflow_server import MlflowServer  # noqa: E402
+from conveyor.local.process import free_port, log_tail, start_group, stop_group, wait_http  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results" / "serving.json"
+MODEL = "bench_flights"
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+# ---- workload ------------------------------------------------------------------------------------
+def real_rows(count: int) -> list[dict[str, Any]]:
+    from tests.support.models import eval_frame
+
+    frame = eval_frame().drop(columns="delayed").head(count)
+    return json.loads(frame.to_json(orient="records"))
+
+
+def lua_script(rows: list[dict[str, Any]], folder: Path) -> Path:
+    bodies = [json.dumps({"dataframe_records": [row]}) for row in rows]
+    lines = ",\n".join("[==[" + body + "]==]" for body in bodies)
+    script = folder / "rows.lua"
+    script.write_text(
+        'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
+        f"local bodies = {{\n{lines}\n}}\nlocal i = 0\n"
+        "request = function()\n  i = i + 1\n"
+        "  return wrk.format(nil, nil, nil, bodies[(i % #bodies) + 1])\nend\n"
+    )
+    return script
+
+
+_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def _seconds(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text)
+    if match is None:
+        raise ValueError(f"cannot read wrk duration {text!r}")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
+    """One wrk run: throughput, p50/p99 latency, non-2xx and socket errors."""
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", "-s", str(script), url]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
+    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    return {
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1]),
+        "p50_ms": _seconds(pct["50"]) * 1e3,
+        "p99_ms": _seconds(pct["99"]) * 1e3,
+        "requests": int(re.search(r"(\d+) requests in", out)[1]),
+        "failed": (int(non2xx[1]) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
+    }
+
+
+def median_runs(runs: list[dict[str, float]]) -> dict[str, float]:
+    keys = ("rps", "p50_ms", "p99_ms")
+    summary = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
+    summary["failed"] = sum(r["failed"] for r in runs)
+    summary["runs"] = [{k: round(r[k], 3) for k in (*keys, "failed")} for r in runs]
+    return summary
+
+
+# ---- servers -------------------------------------------------------------------------------------
+class MlflowScoringServer:
+    def __init__(self, root: Path, tracking_uri: str, model_uri: str) -> None:
+        self.root, self.tracking_uri, self.model_uri = root, tracking_uri, model_uri
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> MlflowScoringServer:
+        cmd = [
+            sys.executable, "-m", "mlflow", "models", "serve", "-m", self.model_uri, "--env-manager", "local",
+            "-h", "127.0.0.1", "-p", str(self.port), "-w", "1",
+        ]  # fmt: skip
+        env = {"MLFLOW_TRACKING_URI": self.tracking_uri, **ONE_THREAD}
+        self.proc = start_group(cmd, self.root / "mlflow-serve.log", env=env)
+        try:
+            wait_http(f"{self.url}/ping", timeout=180, proc=self.proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError(f"{exc}\n{log_tail(self.root / 'mlflow-serve.log')}") from exc
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc is not None:
+            stop_group(self.proc)
+
+
+# ---- measurements --------------------------------------------------------------------------------
+def floor(model_uri: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    import mlflow
+    import pandas as pd
+    import torch
+
+    torch.set_num_threads(1)
+    model = mlflow.pyfunc.load_model(model_uri)
+    out: dict[str, Any] = {}
+    for size in (1, 32, 256):
+        frame = pd.DataFrame(rows[:size])
+        for label, fn in (("pyfunc_predict", model.predict), ("impl_predict", model._model_impl.predict)):
+            for _ in range(20):
+                fn(frame)
+            times = []
+            for _ in range(300 if size == 1 else 100):
+                start = time.perf_counter()
+                fn(frame)
+                times.append(time.perf_counter() - start)
+            out[f"{label}_{size}_rows_ms"] = round(statistics.median(times) * 1e3, 4)
+    return out
+
+
+class Load:
+    """asyncio load in a thread; outcomes recorded with arrival times for rollback timing."""
+
+    def __init__(self, url: str, rows: list[dict[str, Any]], path: str, concurrency: int = 8) -> None:
+        self.bodies = [json.dumps({"dataframe_records": [row]}).encode() for row in rows]
+        self.url, self.path, self.concurrency = url, path, concurrency
+        self.stop = threading.Event()
+        self.outcomes: list[Outcome] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        asyncio.run(
+            run_load(
+                self.url,
+                self.bodies,
+                concurrency=self.concurrency,
+                stop=self.stop,
+                path=self.path,
+                sink=self.outcomes,
+            )
+        )
+
+    def __enter__(self) -> Load:
+        self.thread.start()
+        while len(self.outcomes) < 50:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(60)
+
+    def settle(self, seconds: float = 2.0) -> None:
+        time.sleep(seconds)
+
+
+def switch_report(outcomes: list[Outcome], t0: float, target: str) -> dict[str, Any]:
+    """Failed requests, and seconds from ``t0`` until the last answer not from ``target`` arrived."""
+    late = [
+        o.sent + o.latency_s for o in outcomes if o.ok and o.version != target and o.sent + o.latency_s >= t0
+    ]
+    after = [o for o in outcomes if o.sent >= t0]
+    return {
+        "requests": len(outcomes),
+        "failed": sum(not o.ok for o in outcomes),
+        "seconds_to_all_on_target": round(max(late) - t0, 4) if late else 0.0,
+        "answers_after_from_target": sum(o.version == target for o in after),
+        "answers_after": len(after),
+    }
+
+
+def rollbacks(
+    gateway: GatewayServer, rows: list[dict[str, Any]], uris: dict[str, str], tracking_uri: str
+) -> dict:
+    from mlflow import MlflowClient
+
+    admin = gateway.client()
+    old, new = uris["v_old"].rsplit("/", 1)[1], uris["v_new"].rsplit("/", 1)[1]
+    results: dict[str, Any] = {}
+
+    admin.deploy_slot("rb", uris["v_old"])
+    with Load(gateway.url, rows, "/deployments/rb/invocations") as load:
+        admin.start_rollout(
+            "rb", {"model_uri": uris["v_new"], "strategy": "blue_green", "keep_previous_s": 600}
+        )
+        admin.wait_rollout("rb", until=("switched", "failed"), poll_s=0.02)
+        t0 = time.monotonic()  # the switch happened at most one poll before
+        load.settle()
+        results["blue_green_switch"] = switch_report(list(load.outcomes), t0, new)
+        load.outcomes.clear()
+        t0 = time.monotonic()
+        admin.rollout_action("rb", "rollback")
+        load.settle()
+        results["blue_green_rollback"] = switch_report(list(load.outcomes), t0, old)
+    log(f"blue-green: {results['blue_green_switch']} / {results['blue_green_rollback']}")
+
+    analysis = {"interval_s": 3600, "count": 1}
+    admin.start_rollout("rb", {"model_uri": uris["v_new"], "steps": [50, 100], "analysis": analysis})
+    admin.wait_rollout("rb", until=("progressing", "failed"), poll_s=0.05)
+    with Load(gateway.url, rows, "/deployments/rb/invocations") as load:
+        load.settle(1.0)
+        load.outcomes.clear()
+        t0 = time.monotonic()
+        admin.rollout_action("rb", "rollback")
+        load.settle()
+        results["canary_rollback"] = switch_report(list(load.outcomes), t0, old)
+    log(f"canary rollback at 50%: {results['canary_rollback']}")
+
+    client = MlflowClient(tracking_uri)
+    client.set_registered_model_alias(MODEL, "bench_live", old)
+    admin.deploy_slot("reload", f"models:/{MODEL}@bench_live")
+    with Load(gateway.url, rows, "/deployments/reload/invocations") as load:
+        client.set_registered_model_alias(MODEL, "bench_live", new)
+        t0 = time.monotonic()
+        admin.reload("reload")
+        load.settle()
+        results["gateway_reload"] = switch_report(list(load.outcomes), t0, new)
+    log(f"reload (alias moved): {results['gateway_reload']}")
+    admin.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=8.0, help="length of each wrk run")
+    parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per configuration")
+    args = parser.parse_args(argv)
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is missing: bash scripts/ensure_apt.sh (it is in scripts/apt-packages.txt)")
+    os.environ.update(ONE_THREAD)
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
+    work = Path(tempfile.mkdtemp(prefix="conveyor-bench-serving-"))
+    started = time.time()
+    with MlflowServer(root=work / "mlflow") as mlflow_server:
+        import mlflow
+
+        from tests.support.models import register_flight_model
+
+        log("registering two real flight models (seed 0 and 1)")
+        v_old = register_flight_model(mlflow_server.url, MODEL, alias="champion", seed=0)
+        v_new = register_flight_model(mlflow_server.url, MODEL, alias="challenger", seed=1)
+        uris = {"v_old": f"models:/{MODEL}/{v_old.version}", "v_new": f"models:/{MODEL}/{v_new.version}"}
+        mlflow.set_tracking_uri(mlflow_server.url)
+        rows = real_rows(256)
+        script = lua_script(rows, work)
+        log("in-process floor")
+        results: dict[str, Any] = {"floor": floor(uris["v_old"], rows)}
+        log(json.dumps(results["floor"]))
+
+        gateway = GatewayServer(
+            root=work / "gateway",
+            tracking_uri=mlflow_server.url,
+            deployments={"bench": uris["v_old"]},
+            extra_args=["--threads", "1"],
+        )
+        with gateway, MlflowScoringServer(work, mlflow_server.url, uris["v_old"]) as scoring:
+            targets = {"mlflow": f"{scoring.url}/invocations", "gateway": f"{gateway.url}/invocations"}
+            for url in targets.values():  # warm both
+                wrk(url, script, 4, 2)
+            runs: dict[str, list[dict[str, float]]] = {}
+            for repeat in range(args.repeats):
+                for clients in (1, 32):
+                    for name, url in targets.items():
+                        run = wrk(url, script, clients, args.seconds)
+                        runs.setdefault(f"{name}_c{clients}", []).append(run)
+                        log(f"repeat {repeat} {name} c={clients}: {run}")
+            results["servers"] = {key: median_runs(value) for key, value in runs.items()}
+
+            admin = gateway.client()
+            admin.deploy_slot("mix", uris["v_old"])
+            mix_url = f"{gateway.url}/deployments/mix/invocations"
+            mixed_runs: dict[str, list[dict[str, float]]] = {"stable_only": [], "canary10_shadow10": []}
+            admin.deploy_slot("mix", uris["v_new"], slot="canary")
+            admin.deploy_slot("mix", uris["v_new"], slot="shadow")
+            for _ in range(args.repeats):
+                admin.set_weights("mix", canary=0, shadow=0.0)
+                mixed_runs["stable_only"].append(wrk(mix_url, script, 32, args.seconds))
+                admin.set_weights("mix", canary=10, shadow=0.1)
+                mixed_runs["canary10_shadow10"].append(wrk(mix_url, script, 32, args.seconds))
+                log(f"mix: {mixed_runs['stable_only'][-1]} vs {mixed_runs['canary10_shadow10'][-1]}")
+            results["traffic_split"] = {key: median_runs(value) for key, value in mixed_runs.items()}
+            results["traffic_split"]["shadow"] = admin.deployment("mix")["shadow"]
+            admin.close()
+        with gateway:  # a fresh gateway for the rollback measurements
+            results["rollback"] = rollbacks(gateway, rows, uris, mlflow_server.url)
+
+    servers = results["servers"]
+    split = results["traffic_split"]
+    results["ratios"] = {
+        "gateway_vs_mlflow_rps_c32": round(servers["gateway_c32"]["rps"] / servers["mlflow_c32"]["rps"], 2),
+        "gateway_vs_mlflow_p99_c32": round(
+            servers["gateway_c32"]["p99_ms"] / servers["mlflow_c32"]["p99_ms"], 2
+        ),
+        "gateway_vs_mlflow_rps_c1": round(servers["gateway_c1"]["rps"] / servers["mlflow_c1"]["rps"], 2),
+        "gateway_p50_overhead_ms_c1": round(
+            servers["gateway_c1"]["p50_ms"] - results["floor"]["pyfunc_predict_1_rows_ms"], 3
+        ),
+        "canary_shadow_throughput_cost": round(
+            1 - split["canary10_shadow10"]["rps"] / split["stable_only"]["rps"], 3
+        ),
+    }
+    results["environment"] = {
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "load_average_at_end": os.getloadavg(),
+        "machine": platform.machine(),
+        "seconds_per_run": args.seconds,
+        "repeats": args.repeats,
+        "wall_seconds": round(time.time() - started, 1),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    log(f"wrote {RESULTS}")
+    print(table(results))
+    return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    s, f, r, ratios = results["servers"], results["floor"], results["rollback"], results["ratios"]
+    lines = [
+        "| measurement | value |",
+        "|---|---|",
+        f"| in-process `pyfunc.predict`, 1 row / 32 / 256 rows (median) | {f['pyfunc_predict_1_rows_ms']} / "
+        f"{f['pyfunc_predict_32_rows_ms']} / {f['pyfunc_predict_256_rows_ms']} ms |",
+        f"| in-process model implementation (gateway fast path), 1 / 32 / 256 rows | "
+        f"{f['impl_predict_1_rows_ms']} / {f['impl_predict_32_rows_ms']} / "
+        f"{f['impl_predict_256_rows_ms']} ms |",
+    ]
+    for clients in (1, 32):
+        for name in ("mlflow", "gateway"):
+            m = s[f"{name}_c{clients}"]
+            label = "`mlflow models serve`" if name == "mlflow" else "Conveyor gateway"
+            lines.append(
+                f"| {label}, {clients} client(s): throughput, p50, p99 | {m['rps']:.0f} req/s, "
+                f"{m['p50_ms']:.2f} ms, {m['p99_ms']:.2f} ms ({m['failed']} failed) |"
+            )
+    split = results["traffic_split"]
+    lines += [
+        f"| gateway / MLflow throughput at 32 clients (target >= 2) | "
+        f"{ratios['gateway_vs_mlflow_rps_c32']}x |",
+        f"| gateway / MLflow p99 at 32 clients (target <= 1) | {ratios['gateway_vs_mlflow_p99_c32']} |",
+        f"| gateway p50 at 1 client minus in-process floor (target <= 1 ms) | "
+        f"{ratios['gateway_p50_overhead_ms_c1']} ms |",
+        f"| stable only vs canary 10 % + shadow 10 %, 32 clients | {split['stable_only']['rps']:.0f} vs "
+        f"{split['canary10_shadow10']['rps']:.0f} req/s: cost {ratios['canary_shadow_throughput_cost']:.1%} "
+        "(target <= 15 %) |",
+    ]
+    for key, label in (
+        ("blue_green_switch", "blue-green switch"),
+        ("blue_green_rollback", "blue-green rollback"),
+        ("canary_rollback", "canary rollback (50 %)"),
+        ("gateway_reload", "gateway reload (alias moved)"),
+    ):
+        v = r[key]
+        lines.append(
+            f"| {label} under load: time to 100 % on the target version, failed requests | "
+            f"{v['seconds_to_all_on_target'] * 1e3:.0f} ms, {v['failed']} failed of {v['requests']} |"
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

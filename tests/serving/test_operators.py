@@ -1,0 +1,109 @@
+"""The deployment operators in real DAG runs (``dag.test()``) against the real gateway and MLflow."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from mlflow import MlflowClient
+
+from conveyor.clients.gateway import GatewayClient
+from conveyor.core import registry
+from conveyor.core.gate import STATUS_TAG
+from conveyor.local.gateway import GatewayServer
+from conveyor.local.loadgen import BackgroundLoad
+from tests.serving.conftest import ServingModels
+
+pytestmark = pytest.mark.integration
+DAG_FILE = Path(__file__).parent / "dags" / "deploy.py"
+
+
+@pytest.fixture(scope="module")
+def dags(airflow_db: Path) -> ModuleType:
+    link = airflow_db / "dags" / "conveyor_serving_deploy.py"
+    if not link.exists():
+        link.symlink_to(DAG_FILE)
+    spec = importlib.util.spec_from_file_location("conveyor_serving_test_dags", DAG_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def connections(gateway: GatewayServer, mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway_conn = {"conn_type": "conveyor_gateway", "host": gateway.url, "password": gateway.token}
+    monkeypatch.setenv("AIRFLOW_CONN_CONVEYOR_GATEWAY_DEFAULT", json.dumps(gateway_conn))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "conveyor_mlflow", "host": mlflow_uri})
+    )
+
+
+def _states(dr) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+
+
+def test_infra_validation_then_canary_under_load_succeeds_or_rolls_back(
+    dags: ModuleType,
+    connections: None,
+    gateway: GatewayServer,
+    admin: GatewayClient,
+    fresh: str,
+    serving_models: ServingModels,
+    bodies: list[bytes],
+) -> None:
+    path = f"/deployments/{fresh}/invocations"
+    with BackgroundLoad(gateway.url, bodies, concurrency=4, path=path) as load:
+        load.wait_for(20)
+        bad = dags.deploy.test(run_conf={"model_uri": serving_models.shuffled, "deployment": fresh})
+        good = dags.deploy.test(run_conf={"model_uri": serving_models.good_too, "deployment": fresh})
+    assert _states(bad) == {"infra_validate": "success", "deploy": "failed"}
+    assert _states(good) == {"infra_validate": "success", "deploy": "success"}
+    assert all(o.ok for o in load.outcomes)
+    deployment = admin.deployment(fresh)
+    assert deployment["slots"]["stable"]["model_version"] == serving_models.good_too.rsplit("/", 1)[1]
+    report = next(t for t in good.get_task_instances() if t.task_id == "infra_validate").xcom_pull(
+        task_ids="infra_validate"
+    )
+    assert (
+        report["passed"]
+        and report["rows"] == 30
+        and report["model_version"] == serving_models.good_too.rsplit("/", 1)[1]
+    )
+
+
+def test_infra_validation_refuses_a_model_that_does_not_load(
+    dags: ModuleType, connections: None, admin: GatewayClient, fresh: str, serving_models: ServingModels
+) -> None:
+    dr = dags.deploy.test(run_conf={"model_uri": serving_models.unloadable, "deployment": fresh})
+    assert _states(dr) == {"infra_validate": "failed", "deploy": "upstream_failed"}
+    assert (
+        admin.deployment(fresh)["slots"]["stable"]["model_version"] == serving_models.good.rsplit("/", 1)[1]
+    )
+
+
+def test_rollback_operator_restores_deployment_and_registry_alias(
+    dags: ModuleType, connections: None, admin: GatewayClient, fresh: str, serving_models: ServingModels
+) -> None:
+    client = MlflowClient()
+    name = f"rollback-{fresh}"
+    versions = []
+    for uri in (serving_models.good, serving_models.good_too):
+        mv = client.copy_model_version(uri, name)
+        client.set_model_version_tag(name, mv.version, STATUS_TAG, "passed")
+        versions.append(mv.version)
+    registry.promote(client, name, versions[0], reason="first", actor="test", expected_champion=None)
+    registry.promote(client, name, versions[1], reason="second", actor="test", expected_champion=versions[0])
+    admin.start_rollout(fresh, {"model_uri": serving_models.good_too, "strategy": "blue_green"})
+    assert admin.wait_rollout(fresh, timeout=60, poll_s=0.2)["state"] == "switched"
+
+    dr = dags.rollback.test(run_conf={"deployment": fresh, "registry_model": name})
+    assert _states(dr) == {"rollback": "success"}
+    assert (
+        admin.deployment(fresh)["slots"]["stable"]["model_version"] == serving_models.good.rsplit("/", 1)[1]
+    )
+    assert registry.current_version(client, name) == versions[0]
+    entry = registry.history(client, name)[-1]
+    assert (entry.action, entry.reason) == ("rollback", "canary looked fine, production did not")
