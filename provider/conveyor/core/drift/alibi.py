@@ -38,11 +38,15 @@ class AlibiDriftDetector(DriftDetector):
                 return KSDrift(x_ref, p_val=cfg.p_val, correction=cfg.correction)
             categories = {n_num + j: None for j in range(len(self.schema.categorical))}
             if not self.schema.numeric:
-                return ChiSquareDrift(
+                return _count_with_bincount(
+                    ChiSquareDrift(
+                        x_ref, p_val=cfg.p_val, categories_per_feature=categories, correction=cfg.correction
+                    )
+                )
+            return _count_with_bincount(
+                TabularDrift(
                     x_ref, p_val=cfg.p_val, categories_per_feature=categories, correction=cfg.correction
                 )
-            return TabularDrift(
-                x_ref, p_val=cfg.p_val, categories_per_feature=categories, correction=cfg.correction
             )
         x_ref = self._sample(self._dense(self.reference))
         if cfg.method == "mmd":
@@ -140,7 +144,29 @@ class AlibiDriftDetector(DriftDetector):
         from alibi_detect.saving import load_detector
 
         self._standardise = _Standardiser(self.reference.numeric)
-        self._detector = load_detector(folder / ALIBI_FOLDER)
+        detector = load_detector(folder / ALIBI_FOLDER)
+        self._detector = _count_with_bincount(detector) if self.schema.categorical else detector
+
+
+def _bincount_counts(x: np.ndarray, categories: dict[int, list[Any]]) -> dict[int, list[int]]:
+    """Same counts as alibi-detect's ``_get_counts`` for integer category codes, in one pass.
+
+    alibi-detect compares every row with every category in Python on each check, reference
+    included: 0.1 s per check for 100k reference rows x 3 airport/carrier columns, more than the
+    KS tests themselves. Our encoding makes categories small non-negative integers, so one
+    ``bincount`` per column gives identical counts.
+    """
+    out = {}
+    for f, values in categories.items():
+        wanted = np.asarray(values, dtype=np.int64)
+        counts = np.bincount(x[:, f].astype(np.int64), minlength=int(wanted.max()) + 1 if wanted.size else 0)
+        out[f] = counts[wanted].tolist()
+    return out
+
+
+def _count_with_bincount(detector: Any) -> Any:
+    detector._get_counts = _bincount_counts
+    return detector
 
 
 class _Standardiser:
