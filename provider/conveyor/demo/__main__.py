@@ -1,0 +1,5 @@
+import sys
+
+from conveyor.demo import main
+
+sys.exit(main())

@@ -1,0 +1,360 @@
+"""The story the demo tells, step by step, through Airflow's REST API, the gateway and MLflow.
+
+1. ``ml_ci`` trains on 2013-01..03; its Asset event starts ``ml_cd``, which deploys the first
+   version (approved through the HITL API) and makes it champion.
+2. Real April flights flow through the gateway, their labels a few seconds later.
+3. A candidate trained on shuffled labels: the model gate rejects it, ``ml_cd`` never runs.
+4. A candidate with a mis-set decision threshold: its ROC AUC equals the champion's, so the gate
+   passes it, but its decisions are wrong; the canary's online accuracy on labelled live
+   traffic catches it and the gateway rolls it back by itself.
+5. ``ml_monitor`` finds the April data drift, asks ``ml_ci`` to retrain on April, and the new
+   version canaries in and becomes champion.
+
+Every result shown comes from the system (task states, registry tags, the gateway's rollout
+record), not from what the demo expected; the summary marks where the two differ.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from conveyor.clients.airflow import AirflowClient
+from conveyor.clients.gateway import GatewayClient
+from conveyor.demo import airflow_runs
+from conveyor.demo.airflow_runs import FinishedRun
+from conveyor.demo.report import Outcome, Progress, StepFailed
+from conveyor.demo.stack import DEPLOYMENT, DemoStack
+from conveyor.local.replay import Replay
+
+DAGS = ("ml_ci", "ml_cd", "ml_monitor")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The demo's knobs, chosen so the loop fits in minutes on two busy cores.
+
+    ``max_rows`` caps the labelled rows of each ``ml_ci`` training (the held-out evaluation set
+    is 15% of them); ``max_epochs`` caps training epochs (early stopping may end sooner).
+    """
+
+    model_name: str = "flight_delays"
+    deployment: str = DEPLOYMENT
+    train_partitions: str = "2013-01..2013-03"
+    traffic_month: str = "2013-04"
+    max_rows: int = 6000
+    max_epochs: int = 8
+    traffic_rows: int = 6000
+    rate: float = 25.0
+    feedback_delay_s: float = 3.0
+    bad_threshold: float = 0.05
+    run_timeout_s: float = 900.0
+    kedro_params: dict[str, Any] = field(default_factory=dict)
+
+
+class DemoLoop:
+    def __init__(self, stack: DemoStack, settings: Settings, progress: Progress) -> None:
+        self.stack = stack
+        self.s = settings
+        self.p = progress
+        self.af: AirflowClient = stack.airflow.client(timeout=60.0)
+        self.gw: GatewayClient = stack.gateway.client()
+        self.replay: Replay | None = None
+        self.ml_ci_params: set[str] = set()
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _mlflow(self) -> Any:
+        from mlflow import MlflowClient
+
+        return MlflowClient(tracking_uri=self.stack.mlflow.url, registry_uri=self.stack.mlflow.url)
+
+    def champion(self) -> str | None:
+        from conveyor.core.registry import current_version
+
+        try:
+            return current_version(self._mlflow(), self.s.model_name)
+        except Exception as exc:  # no registered model yet
+            if "RESOURCE_DOES_NOT_EXIST" in str(exc):
+                return None
+            raise
+
+    def gate_record(self, version: str) -> tuple[str, str]:
+        """The gate's verdict as recorded on the model version (the audit trail, not an XCom)."""
+        tags = self._mlflow().get_model_version(self.s.model_name, version).tags
+        return tags.get("conveyor.gate.status", "no gate record"), tags.get("conveyor.gate.reason", "")
+
+    def stable_version(self) -> str | None:
+        if not self.gw.exists(self.s.deployment):
+            return None
+        return self.gw.deployment(self.s.deployment)["slots"]["stable"]["model_version"]
+
+    def ml_ci_conf(self, reason: str, partitions: str, kedro: dict[str, Any] | None = None) -> dict[str, Any]:
+        conf: dict[str, Any] = {
+            "partitions": partitions,
+            "max_rows": self.s.max_rows,
+            "reason": reason,
+            "triggered_by": "make demo",
+        }
+        overrides = _merge({"training": {"max_epochs": self.s.max_epochs}}, self.s.kedro_params, kedro or {})
+        if "kedro_params" in self.ml_ci_params:
+            conf["kedro_params"] = overrides
+        elif kedro:
+            raise StepFailed(
+                f"ml_ci has no 'kedro_params' param, so this candidate ({kedro}) cannot be trained"
+            )
+        return conf
+
+    def run_ml_ci(self, conf: dict[str, Any], note: str) -> tuple[FinishedRun, str | None]:
+        """Trigger ml_ci and follow it; returns the run and the version it registered."""
+        run = self.af.trigger_dag_run("ml_ci", conf, note=note)
+        self.p.note(f"ml_ci run {run['dag_run_id']} triggered: {note}")
+        done = airflow_runs.follow(
+            self.af, "ml_ci", run["dag_run_id"], self.p.note, timeout=self.s.run_timeout_s
+        )
+        return done, self.trained_version(done)
+
+    def trained_version(self, run: FinishedRun) -> str | None:
+        trained = airflow_runs.xcom(self.af, "ml_ci", run.run_id, "train") or {}
+        version = trained.get("model_version")
+        return None if version is None else str(version)
+
+    def follow_ml_cd(self, known: set[str]) -> FinishedRun:
+        run = airflow_runs.next_run(self.af, "ml_cd", known, self.p.note)
+        return airflow_runs.follow(
+            self.af, "ml_cd", run["dag_run_id"], self.p.note, timeout=self.s.run_timeout_s
+        )
+
+    def rollout(self) -> dict[str, Any]:
+        return self.gw.deployment(self.s.deployment).get("rollout") or {}
+
+    # ---- the story ----------------------------------------------------------------------------
+    def run(self) -> list[Outcome]:
+        steps: list[tuple[str, Callable[[], None], bool]] = [
+            ("DAGs parsed, ml_ci and ml_cd unpaused", self.prepare, True),
+            (f"ml_ci trains on {self.s.train_partitions}, ml_cd deploys it", self.first_model, True),
+            (f"replay {self.s.traffic_month} flights through the gateway", self.start_traffic, True),
+            ("bad candidate: shuffled labels", self.rejected_candidate, False),
+            ("bad candidate: mis-set decision threshold", self.canary_rolled_back, False),
+            ("drift -> retrain -> canary", self.drift_and_retrain, False),
+        ]
+        try:
+            for title, step, essential in steps:
+                began = time.monotonic()
+                try:
+                    with self.p.step(title):
+                        step()
+                except StepFailed as exc:
+                    self.p.record(
+                        Outcome(title, "failed", False, detail=str(exc), seconds=time.monotonic() - began)
+                    )
+                    if essential:
+                        break
+        finally:
+            self.stop_traffic()
+        return self.p.outcomes
+
+    def prepare(self) -> None:
+        for dag_id in DAGS:
+            try:
+                self.af.wait_for_dag(dag_id, timeout=180)
+            except TimeoutError as exc:
+                raise StepFailed(str(exc)) from exc
+        params = self.af.dag_details("ml_ci").get("params") or {}
+        self.ml_ci_params = set(params)
+        for dag_id in ("ml_ci", "ml_cd"):
+            self.af.unpause_dag(dag_id)
+        self.p.note(f"ml_ci params: {', '.join(sorted(self.ml_ci_params))}")
+
+    def first_model(self) -> None:
+        began = time.monotonic()
+        known_cd = airflow_runs.run_ids(self.af, "ml_cd")
+        conf = self.ml_ci_conf("first model", self.s.train_partitions)
+        ci, version = self.run_ml_ci(conf, "the first model")
+        if ci.state != "success" or version is None:
+            raise StepFailed(f"ml_ci ended {ci.state} with tasks {ci.tasks}")
+        status, reason = self.gate_record(version)
+        self.p.record(
+            Outcome(
+                "train + gate", f"gate {status}", status == "passed", f"v{version}", reason[:120], ci.seconds
+            )
+        )
+        cd = self.follow_ml_cd(known_cd)
+        stable, champion = self.stable_version(), self.champion()
+        self.p.record(
+            Outcome(
+                "first deployment",
+                f"ml_cd {cd.state}",
+                cd.state == "success" and stable == version == champion,
+                f"v{stable}",
+                f"gateway stable v{stable}, champion v{champion}",
+                time.monotonic() - began,
+            )
+        )
+        if stable != version:
+            raise StepFailed(f"the gateway serves v{stable}, not the trained v{version}")
+
+    def start_traffic(self) -> None:
+        from conveyor.demo.traffic import feature_columns, flights_traffic
+
+        rows = flights_traffic(self.s.traffic_month, max_rows=self.s.traffic_rows)
+        self.replay = Replay(
+            self.stack.gateway.url,
+            rows,
+            features=feature_columns(),
+            label="delayed",
+            deployment=self.s.deployment,
+            rate=self.s.rate,
+            feedback_delay_s=self.s.feedback_delay_s,
+            repeat=True,
+        ).start()
+        stats = self.replay.wait_for(int(self.s.rate * 4), timeout=120)
+        self.p.note(
+            f"{len(rows)} real {self.s.traffic_month} flights at {self.s.rate:.0f}/s, looping; "
+            f"labels {self.s.feedback_delay_s:.0f}s after each answer"
+        )
+        self.p.record(Outcome("traffic", "flowing", stats.failed == 0, detail=stats.summary()))
+
+    def stop_traffic(self) -> None:
+        if self.replay is not None:
+            stats = self.replay.stop()
+            self.p.record(Outcome("traffic total", "stopped", stats.failed == 0, detail=stats.summary()))
+            self.replay = None
+
+    def rejected_candidate(self) -> None:
+        champion_before = self.champion()
+        known_cd = airflow_runs.run_ids(self.af, "ml_cd")
+        conf = self.ml_ci_conf(
+            "demo: candidate trained on shuffled labels",
+            self.s.train_partitions,
+            {"data_processing": {"shuffle_labels": True}},
+        )
+        ci, version = self.run_ml_ci(conf, "a candidate trained on shuffled labels")
+        if version is None:
+            raise StepFailed(f"ml_ci registered no version (run {ci.state}, tasks {ci.tasks})")
+        status, reason = self.gate_record(version)
+        time.sleep(10)  # an Asset event, had there been one, starts ml_cd within seconds
+        new_cd = airflow_runs.run_ids(self.af, "ml_cd") - known_cd
+        ok = status == "rejected" and not new_cd and self.champion() == champion_before
+        self.p.record(
+            Outcome(
+                "shuffled labels",
+                f"gate {status}",
+                ok,
+                f"v{version}",
+                f"{reason[:140]}; ml_cd runs started: {len(new_cd)}; champion still v{self.champion()}",
+                ci.seconds,
+            )
+        )
+
+    def canary_rolled_back(self) -> None:
+        champion_before, stable_before = self.champion(), self.stable_version()
+        known_cd = airflow_runs.run_ids(self.af, "ml_cd")
+        conf = self.ml_ci_conf(
+            f"demo: decision threshold {self.s.bad_threshold} instead of 0.5",
+            self.s.train_partitions,
+            {"training": {"decision_threshold": self.s.bad_threshold}},
+        )
+        began = time.monotonic()
+        ci, version = self.run_ml_ci(conf, f"a candidate with decision threshold {self.s.bad_threshold}")
+        if version is None:
+            raise StepFailed(f"ml_ci registered no version (run {ci.state}, tasks {ci.tasks})")
+        status, reason = self.gate_record(version)
+        self.p.record(
+            Outcome(
+                "threshold 0.05: gate",
+                f"gate {status}",
+                status == "passed",
+                f"v{version}",
+                reason[:140],
+                ci.seconds,
+            )
+        )
+        if status != "passed":
+            return
+        cd = self.follow_ml_cd(known_cd)
+        rollout = self.rollout()
+        last = (rollout.get("transitions") or [{}])[-1].get("reason", "")
+        stable, champion = self.stable_version(), self.champion()
+        ok = rollout.get("state") == "rolled_back" and stable == stable_before and champion == champion_before
+        self.p.record(
+            Outcome(
+                "threshold 0.05: canary",
+                f"rollout {rollout.get('state')}",
+                ok,
+                f"v{version}",
+                f"ml_cd {cd.state}; {last[:160]}; stable v{stable}, champion v{champion}",
+                time.monotonic() - began,
+            )
+        )
+
+    def drift_and_retrain(self) -> None:
+        began = time.monotonic()
+        known = {dag: airflow_runs.run_ids(self.af, dag) for dag in DAGS}
+        self.af.unpause_dag("ml_monitor")
+        self.p.note("ml_monitor unpaused: the scheduler starts its hourly run now")
+        monitor = airflow_runs.next_run(self.af, "ml_monitor", known["ml_monitor"], self.p.note)
+        done = airflow_runs.follow(
+            self.af, "ml_monitor", monitor["dag_run_id"], self.p.note, timeout=self.s.run_timeout_s
+        )
+        # One monitoring pass is the demo; the next hourly run would start another retraining.
+        self.af.set_paused("ml_monitor", True)
+        drift = airflow_runs.xcom(self.af, "ml_monitor", done.run_id, "data_drift") or {}
+        perf = airflow_runs.xcom(self.af, "ml_monitor", done.run_id, "model_performance") or {}
+        request = airflow_runs.xcom(self.af, "ml_monitor", done.run_id, "retrain_request") or {}
+        self.p.record(
+            Outcome(
+                "monitor",
+                f"drift {drift.get('decision')}, decay {perf.get('decision')}",
+                bool(request),
+                f"v{drift.get('model_version', '?')}",
+                f"{(request.get('reason') or drift.get('reason') or 'no retraining requested')[:160]}; "
+                f"partitions {request.get('partitions')}",
+                done.seconds,
+            )
+        )
+        if done.task_state("trigger_ml_ci") != "success":
+            raise StepFailed(f"ml_monitor did not trigger ml_ci: {done.tasks}")
+        ci_run = airflow_runs.next_run(self.af, "ml_ci", known["ml_ci"], self.p.note)
+        ci = airflow_runs.follow(
+            self.af, "ml_ci", ci_run["dag_run_id"], self.p.note, timeout=self.s.run_timeout_s
+        )
+        version = self.trained_version(ci)
+        if version is None:
+            raise StepFailed(f"the retraining ml_ci run registered no version ({ci.state}, {ci.tasks})")
+        status, reason = self.gate_record(version)
+        self.p.record(
+            Outcome(
+                "retrain: gate", f"gate {status}", status == "passed", f"v{version}", reason[:140], ci.seconds
+            )
+        )
+        if status != "passed":
+            return
+        cd = self.follow_ml_cd(known["ml_cd"])
+        rollout = self.rollout()
+        stable, champion = self.stable_version(), self.champion()
+        last = (rollout.get("transitions") or [{}])[-1].get("reason", "")
+        self.p.record(
+            Outcome(
+                "retrain: canary",
+                f"rollout {rollout.get('state')}",
+                rollout.get("state") == "succeeded" and stable == version == champion,
+                f"v{version}",
+                f"ml_cd {cd.state}; {last[:120]}; stable v{stable}, champion v{champion}",
+                time.monotonic() - began,
+            )
+        )
+
+
+def _merge(*dicts: dict[str, Any]) -> dict[str, Any]:
+    """Nested merge, later wins: Kedro parameters are grouped (``training.max_epochs``)."""
+    out: dict[str, Any] = {}
+    for d in dicts:
+        for key, value in d.items():
+            out[key] = (
+                _merge(out[key], value)
+                if isinstance(value, dict) and isinstance(out.get(key), dict)
+                else value
+            )
+    return out

@@ -1,0 +1,148 @@
+"""The demo's services: MLflow, PostgreSQL + Airflow, the gateway, Prometheus and a Pushgateway.
+
+Each starts through the same ``conveyor.local`` class the tests use, on its usual port when that
+port is free (bookmarks and the printed URLs stay stable between demos), under ``var/demo``,
+and is recorded in ``var/services.json`` so ``make down`` stops it after the demo has exited.
+Prometheus and the Pushgateway are optional: without the Debian packages the demo still runs,
+and says that it skipped them.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from conveyor.local import services
+from conveyor.local.airflow import REPO_ROOT, LocalAirflow, connection_env
+from conveyor.local.gateway import GatewayServer
+from conveyor.local.mlflow_server import MlflowServer
+from conveyor.local.process import ensure_port_free, free_port
+
+DEFAULT_PORTS = {"mlflow": 5000, "airflow": 8080, "gateway": 8000, "prometheus": 9090, "pushgateway": 9091}
+DEPLOYMENT = "flights"
+
+
+def port_or_free(preferred: int) -> int:
+    """``preferred`` when nothing listens there, else any free port (the demo never fights for one)."""
+    try:
+        ensure_port_free("127.0.0.1", preferred)
+    except RuntimeError:
+        return free_port()
+    return preferred
+
+
+@dataclass
+class DemoStack:
+    """The started services; ``urls`` is what the summary prints."""
+
+    var: Path
+    mlflow: MlflowServer
+    airflow: LocalAirflow
+    gateway: GatewayServer
+    prometheus_url: str | None = None
+    pushgateway_url: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def state_file(self) -> Path:
+        return self.var / "services.json"
+
+    @property
+    def urls(self) -> dict[str, str]:
+        urls = {
+            "Airflow": f"{self.airflow.url}   (login {self.airflow.username} / {self.airflow.password})",
+            "MLflow": self.mlflow.url,
+            "Gateway metrics": f"{self.gateway.url}/metrics",
+            "Gateway status": f"conveyor status --gateway {self.gateway.url} "
+            f"--token $(cat {self.gateway.root / 'token'})",
+        }
+        if self.prometheus_url:
+            urls["Prometheus"] = self.prometheus_url
+        if self.pushgateway_url:
+            urls["Pushgateway"] = self.pushgateway_url
+        return urls
+
+
+def stop_previous(var: Path) -> list[str]:
+    """Stop what an earlier demo (or ``make airflow``) left running: the demo starts from a clean state."""
+    return services.stop_all(var / "services.json")
+
+
+def start_stack(var: Path, ports: dict[str, int] | None = None, progress=print) -> DemoStack:
+    """Start everything under ``var/demo`` (wiped first: a demo always starts from an empty registry)."""
+    ports = {**DEFAULT_PORTS, **(ports or {})}
+    var = var.resolve()
+    state_file = var / "services.json"
+    root = var / "demo"
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+
+    mlflow = MlflowServer(root=root / "mlflow", port=port_or_free(ports["mlflow"])).start()
+    services.record(state_file, "mlflow", mlflow.proc.pid, url=mlflow.url)
+    progress(f"MLflow      {mlflow.url}")
+
+    gateway = GatewayServer(
+        root=root / "gateway", tracking_uri=mlflow.url, port=port_or_free(ports["gateway"])
+    ).start()
+    services.record(state_file, "gateway", gateway.proc.pid, url=gateway.url)
+    token_file = gateway.root / "token"
+    token_file.write_text(gateway.token)
+    token_file.chmod(0o600)
+    progress(f"gateway     {gateway.url} (no model yet; inference log {gateway.inference_log_url})")
+
+    stack_notes: list[str] = []
+    pushgateway_url = prometheus_url = None
+    try:
+        pushgateway_url, prometheus_url = _start_prometheus(root, state_file, gateway, ports)
+        progress(f"Prometheus  {prometheus_url} scraping the gateway and the Pushgateway {pushgateway_url}")
+    except RuntimeError as exc:
+        stack_notes.append(f"Prometheus skipped: {exc}")
+        progress(f"Prometheus skipped: {exc}")
+
+    airflow = LocalAirflow(
+        home=root / "airflow",
+        dags_folder=REPO_ROOT / "dags",
+        port=port_or_free(ports["airflow"]),
+        extra_env=airflow_env(mlflow.url, gateway, pushgateway_url),
+        state_file=state_file,
+    )
+    progress("Airflow     starting PostgreSQL, db migrate, api-server, scheduler, dag-processor, triggerer")
+    airflow.start()
+    progress(f"Airflow     {airflow.url} (login {airflow.username} / {airflow.password})")
+    return DemoStack(var, mlflow, airflow, gateway, prometheus_url, pushgateway_url, stack_notes)
+
+
+def airflow_env(mlflow_url: str, gateway: GatewayServer, pushgateway_url: str | None) -> dict[str, str]:
+    """Connections and Variables the three DAGs read: MLflow, Kedro project, gateway (with its
+    admin token as the password), the gateway's inference log and the Pushgateway."""
+    env = connection_env(mlflow_url)
+    env["AIRFLOW_CONN_CONVEYOR_GATEWAY_DEFAULT"] = json.dumps(
+        {"conn_type": "conveyor_gateway", "host": gateway.url, "password": gateway.token}
+    )
+    env["AIRFLOW_VAR_CONVEYOR_INFERENCE_LOG_URL"] = gateway.inference_log_url
+    if pushgateway_url:
+        env["AIRFLOW_VAR_CONVEYOR_PUSHGATEWAY_URL"] = pushgateway_url
+    # Tasks that start MLflow clients or Kedro sessions of their own find the same server.
+    env["MLFLOW_TRACKING_URI"] = mlflow_url
+    return env
+
+
+def _start_prometheus(
+    root: Path, state_file: Path, gateway: GatewayServer, ports: dict[str, int]
+) -> tuple[str, str]:
+    from conveyor.local.prometheus import Prometheus, Pushgateway
+
+    push = Pushgateway(root=root / "pushgateway", port=port_or_free(ports["pushgateway"])).start()
+    services.record(state_file, "pushgateway", push.proc.pid, url=push.url)
+    prom = Prometheus(
+        root=root / "prometheus",
+        targets={"conveyor-gateway": f"{gateway.host}:{gateway.port}"},
+        pushgateway=f"{push.host}:{push.port}",
+        scrape_interval="5s",
+        port=port_or_free(ports["prometheus"]),
+    ).start()
+    services.record(state_file, "prometheus", prom.proc.pid, url=prom.url)
+    return push.url, prom.url
