@@ -61,3 +61,8 @@ def test_every_param_has_a_description_for_the_trigger_form() -> None:
     for dag_id, dag in bag.dags.items():
         undescribed = [key for key in dag.params if not dag.params.get_param(key).description]
         assert not undescribed, f"{dag_id} params without description: {undescribed}"
+
+
+def test_the_three_dags_of_the_loop_are_present(parsed: dict[str, dict]) -> None:
+    dag_ids = sorted(dag_id for result in parsed.values() for dag_id in result["dags"])
+    assert dag_ids == ["ml_cd", "ml_ci", "ml_monitor"]

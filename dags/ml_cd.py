@@ -1,0 +1,130 @@
+"""ml_cd: take the challenger ml_ci gated to production, with a person (or auto-approve) in the loop.
+
+Runs on every ``model://flight_delays/challenger`` event (the version is the event's extra, so the
+version ml_ci gated is the one deployed even if the alias moved since), or manually with
+``model_version``. Infra-validate in a sandboxed gateway → load into the production gateway's
+staging slot → smoke test through that slot → approval (Airflow HITL: Approve/Reject in the UI's
+Required Actions or the REST API; no answer within the timeout counts as Reject; ``auto_approve``
+skips the question) → rollout by ``strategy`` (canary with analysis and automatic rollback,
+blue-green, or shadow) → ``champion`` moves to the version (not after a shadow, which never takes
+traffic). If the rollout or the promotion fails, the gateway is put back on the current champion,
+so traffic and registry never disagree. A rejected version changes nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.sdk import DAG, Asset, Param, task
+
+from conveyor.operators.deploy import DeployModelOperator, InfraValidateOperator, RollbackDeploymentOperator
+from conveyor.operators.registry import PromoteModelOperator
+from conveyor.operators.staging import SmokeTestOperator, StageModelOperator
+
+CHALLENGER = Asset(uri="model://flight_delays/challenger", name="flight_delays_challenger")
+
+# A manual run names the version; an asset-triggered run deploys the newest event's version.
+VERSION = "{{ params.model_version or (triggering_asset_events.values() | first | last).extra['version'] }}"
+MODEL_URI = "models:/{{ params.model_name }}/" + VERSION
+DEPLOYMENT = "{{ params.deployment }}"
+
+# Canary analysis per step below 100 %: two 15 s measurements of canary vs stable on live
+# traffic (error rate, p95 latency, score shift, online accuracy); any failure rolls back.
+ANALYSIS = {"interval_s": 15.0, "count": 2, "min_requests": 20}
+APPROVAL_TIMEOUT = timedelta(hours=24)
+
+with DAG(
+    dag_id="ml_cd",
+    description="Infra validation -> staging + smoke test -> approval -> rollout -> champion",
+    schedule=[CHALLENGER],
+    start_date=datetime(2024, 1, 1),
+    catchup=False,
+    # Two rollouts on one deployment would fight over its traffic.
+    max_active_runs=1,
+    tags=["conveyor", "cd"],
+    params={
+        "model_name": Param("flight_delays", type="string", description="Registered model in MLflow."),
+        "model_version": Param(
+            "",
+            type="string",
+            pattern=r"^\d*$",
+            description="Version to deploy (manual runs). Empty: the version in the triggering "
+            "model://flight_delays/challenger event.",
+        ),
+        "deployment": Param("flights", type="string", description="Deployment on the gateway."),
+        "strategy": Param(
+            "canary",
+            enum=["canary", "blue_green", "shadow"],
+            description="canary: 10% -> 50% -> 100% with analysis and automatic rollback; "
+            "blue_green: load beside, switch at once; shadow: mirror traffic, compare, never promote.",
+        ),
+        "auto_approve": Param(
+            False,
+            type="boolean",
+            description="Skip the human approval (demos, tests). Off: someone must approve in "
+            "Required Actions; no answer in 24 h counts as Reject.",
+        ),
+    },
+    doc_md=__doc__,
+) as dag:
+    infra_validate = InfraValidateOperator(task_id="infra_validate", model_uri=MODEL_URI, sample_rows=50)
+    deploy_staging = StageModelOperator(task_id="deploy_staging", deployment=DEPLOYMENT, model_uri=MODEL_URI)
+    smoke_test = SmokeTestOperator(task_id="smoke_test", deployment=DEPLOYMENT, model_uri=MODEL_URI)
+
+    @task.branch(task_id="approval_route", trigger_rule="none_failed")
+    def approval_route(params: dict) -> str:
+        """Ask a person unless auto_approve; also runs when staging was skipped (first deployment)."""
+        return "auto_approve" if params["auto_approve"] else "approve_production"
+
+    route = approval_route()
+    approve = ApprovalOperator(
+        task_id="approve_production",
+        subject="Deploy {{ params.model_name }} v" + VERSION + " to {{ params.deployment }}?",
+        body=(
+            "**{{ params.model_name }} v" + VERSION + "** passed the model gate, infra validation "
+            "and the staging smoke test "
+            "({{ ti.xcom_pull(task_ids='smoke_test') or 'skipped: first deployment' }}).\n\n"
+            "Approve to roll it out to **{{ params.deployment }}** with the **{{ params.strategy }}** "
+            "strategy. Reject (or no answer within 24 h) leaves production as it is."
+        ),
+        defaults=["Reject"],
+        response_timeout=APPROVAL_TIMEOUT,
+    )
+    auto_approve = EmptyOperator(task_id="auto_approve")
+    rollout = DeployModelOperator(
+        task_id="rollout",
+        deployment=DEPLOYMENT,
+        model_uri=MODEL_URI,
+        strategy="{{ params.strategy }}",
+        steps=(10, 50, 100),
+        analysis=ANALYSIS,
+        trigger_rule="none_failed_min_one_success",
+    )
+
+    @task.short_circuit(task_id="takes_traffic", ignore_downstream_trigger_rules=False)
+    def takes_traffic(params: dict) -> bool:
+        """A shadow rollout only compares: production still runs the champion, so it stays champion."""
+        return params["strategy"] != "shadow"
+
+    promote_champion = PromoteModelOperator(
+        task_id="promote_champion",
+        model_name="{{ params.model_name }}",
+        gate_task_id=None,
+        version=VERSION,
+        reason="ml_cd {{ run_id }}: {{ params.strategy }} rollout to {{ params.deployment }} succeeded",
+    )
+    restore_champion = RollbackDeploymentOperator(
+        task_id="restore_champion",
+        deployment=DEPLOYMENT,
+        model_uri="models:/{{ params.model_name }}@champion",
+        # The alias moves only after a successful rollout: here it never moved.
+        registry_model=None,
+        reason="ml_cd {{ run_id }}: rollout or promotion failed",
+        trigger_rule="one_failed",
+    )
+
+    infra_validate >> deploy_staging >> smoke_test >> route >> [approve, auto_approve] >> rollout
+    rollout >> takes_traffic() >> promote_champion
+    [rollout, promote_champion] >> restore_champion
