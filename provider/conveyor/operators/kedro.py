@@ -13,6 +13,10 @@ from typing import Any
 from airflow.sdk import BaseOperator
 
 from conveyor.links.mlflow import MlflowModelVersionLink, MlflowRunLink, publish_links
+from conveyor.operators.audit import task_key
+
+# Model-version tag naming the task instance that registered it (retries and clears reuse it).
+TASK_TAG = "conveyor.airflow.task"
 
 
 class KedroRunOperator(BaseOperator):
@@ -21,7 +25,9 @@ class KedroRunOperator(BaseOperator):
     One task per pipeline, not per node: Kedro's MemoryDatasets cannot cross Airflow tasks and
     every task start costs seconds. The project's own hooks log to MLflow; this operator points
     them at the ``conveyor_mlflow`` connection and pushes ``mlflow_run_id`` and ``model_version``
-    (``None`` when the run registered nothing) to XCom, with links to both.
+    (``None`` when the run registered nothing) to XCom, with links to both. The version is tagged
+    ``conveyor.airflow.task`` with the task instance, so a retry or a cleared re-run of the same
+    task instance returns that version instead of registering a duplicate.
 
     :param pipeline: registered pipeline name (templated); default ``__default__``.
     :param runtime_params: overrides of ``parameters*.yml`` (templated), e.g.
@@ -105,8 +111,11 @@ class KedroRunOperator(BaseOperator):
             from conveyor.hooks.mlflow import MlflowHook
 
             hook = MlflowHook(self.mlflow_conn_id)
-            hook.get_conn()  # fails fast, naming the URI, and exports credentials for the run
+            client = hook.get_conn()  # fails fast, naming the URI, and exports credentials for the run
             args.update(tracking_uri=hook.tracking_uri, registry_uri=hook.registry_uri)
+            earlier = self._registered_by_earlier_try(client, context)
+            if earlier is not None:
+                return self._publish(context, hook, earlier)
         self.log.info(
             "kedro run: project %s, pipeline %s, env %s, params %s",
             project.project_path,
@@ -120,6 +129,40 @@ class KedroRunOperator(BaseOperator):
             from conveyor.core.kedro_runner import run_pipeline
 
             result = run_pipeline(**args)
+        key = task_key(context)
+        if hook is not None and key and result["model_version"]:
+            client.set_model_version_tag(result["model_name"], result["model_version"], TASK_TAG, key)
+        return self._publish(context, hook, result)
+
+    def _registered_by_earlier_try(self, client: Any, context: Any) -> dict[str, Any] | None:
+        """The version an earlier try of this task instance registered (a retry or a cleared task).
+
+        Training again would register a duplicate of the same data and code under a new number;
+        the re-run returns the existing version instead, so downstream tasks see the same result.
+        """
+        key = task_key(context)
+        if not key:
+            return None
+        found = client.search_model_versions(f"tags.`{TASK_TAG}` = '{key}'")
+        if not found:
+            return None
+        version = max(found, key=lambda v: int(v.version))
+        self.log.info(
+            "%s v%s was already registered by an earlier try of %s; not training again",
+            version.name,
+            version.version,
+            key,
+        )
+        run = client.get_run(version.run_id)
+        return {
+            "session_id": None,
+            "mlflow_run_id": version.run_id,
+            "experiment_id": run.info.experiment_id,
+            "model_name": version.name,
+            "model_version": str(version.version),
+        }
+
+    def _publish(self, context: Any, hook: Any, result: dict[str, Any]) -> dict[str, Any]:
         self.log.info(
             "MLflow run %s, model %s version %s",
             result["mlflow_run_id"],
