@@ -8,6 +8,7 @@ test asks for it.
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,16 +26,26 @@ def airflow_dags_folder() -> Path:
     return REPO_ROOT / "dags"
 
 
+def _kedro_conf(home: Path) -> Path:
+    """The project's configuration with ``data_root`` under ``home``: Kedro runs of the session
+    write their intermediate files there, never into the working tree's ``kedro_project/data``."""
+    conf = home / "kedro-conf"
+    shutil.copytree(REPO_ROOT / "kedro_project" / "conf", conf)
+    (conf / "base" / "globals.yml").write_text(f"data_root: {home / 'kedro-data'}\n")
+    return conf
+
+
 @pytest.fixture(scope="session")
 def airflow(
     tmp_path_factory: pytest.TempPathFactory, airflow_dags_folder: Path, mlflow_server: MlflowServer
 ) -> Iterator[LocalAirflow]:
     """Airflow with LocalExecutor on PostgreSQL, connected to the session's MLflow server."""
     started = time.monotonic()
+    home = tmp_path_factory.mktemp("airflow")
     local = LocalAirflow(
-        home=tmp_path_factory.mktemp("airflow"),
+        home=home,
         dags_folder=airflow_dags_folder,
-        extra_env=connection_env(mlflow_server.url),
+        extra_env=connection_env(mlflow_server.url, kedro_conf_source=_kedro_conf(home)),
     )
     with local:
         print(f"\nAirflow {local.url} ready in {time.monotonic() - started:.1f}s")

@@ -305,6 +305,22 @@ class _Endpoints:
         params = {"map_index": map_index, "deserialize": True}
         return self._send(Call("GET", path, params=params, pick=lambda d: d["value"]))
 
+    # --- connections -----------------------------------------------------------------------
+    def create_connection(
+        self,
+        conn_id: str,
+        conn_type: str,
+        *,
+        host: str | None = None,
+        password: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Any:
+        """What Admin → Connections → Add does; stored (encrypted) in Airflow's database."""
+        body = {"connection_id": conn_id, "conn_type": conn_type, "host": host, "password": password}
+        if extra is not None:
+            body["extra"] = json.dumps(extra)
+        return self._send(Call("POST", f"{API}/connections", body=body))
+
     # --- backfills -------------------------------------------------------------------------
     def create_backfill(
         self,

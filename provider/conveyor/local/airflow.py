@@ -29,15 +29,30 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def connection_env(
-    mlflow_url: str, kedro_project: Path = REPO_ROOT / "kedro_project", gateway_url: str | None = None
+    mlflow_url: str,
+    kedro_project: Path = REPO_ROOT / "kedro_project",
+    gateway_url: str | None = None,
+    gateway_token: str | None = None,
+    kedro_conf_source: Path | None = None,
 ) -> dict[str, str]:
-    """The Conveyor connections (``docs/contracts.md``) as ``AIRFLOW_CONN_*`` variables for ``extra_env``."""
+    """The Conveyor connections (``docs/contracts.md``) as ``AIRFLOW_CONN_*`` variables for ``extra_env``.
+
+    ``kedro_conf_source`` points Kedro runs at another configuration folder (e.g. one whose
+    ``data_root`` keeps a test session's files out of the project); ``gateway_token`` is the
+    gateway's admin token (the connection's password).
+    """
+    kedro_extra = {"project_path": str(kedro_project)}
+    if kedro_conf_source is not None:
+        kedro_extra["conf_source"] = str(kedro_conf_source)
     conns: dict[str, dict] = {
         "MLFLOW_DEFAULT": {"conn_type": "conveyor_mlflow", "host": mlflow_url},
-        "KEDRO_DEFAULT": {"conn_type": "conveyor_kedro", "extra": {"project_path": str(kedro_project)}},
+        "KEDRO_DEFAULT": {"conn_type": "conveyor_kedro", "extra": kedro_extra},
     }
     if gateway_url is not None:
-        conns["CONVEYOR_GATEWAY_DEFAULT"] = {"conn_type": "conveyor_gateway", "host": gateway_url}
+        gateway: dict[str, str] = {"conn_type": "conveyor_gateway", "host": gateway_url}
+        if gateway_token:
+            gateway["password"] = gateway_token
+        conns["CONVEYOR_GATEWAY_DEFAULT"] = gateway
     return {f"AIRFLOW_CONN_{name}": json.dumps(conn) for name, conn in conns.items()}
 
 
