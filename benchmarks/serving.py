@@ -86,7 +86,9 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, f
     """One wrk run: throughput, p50/p99 latency, non-2xx and socket errors."""
     cmd = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:.0f}s", "--latency", "-s", str(script), url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=seconds + 60).stdout
-    pct = dict(re.findall(r"^\s+(50|99)%\s+(\S+)$", out, re.M))
+    pct = dict(re.findall(r"^\s*(50|99)(?:\.0+)?%\s+(\S+)\s*$", out, re.M))
+    if set(pct) != {"50", "99"}:
+        raise RuntimeError(f"cannot read wrk's latency distribution:\n{out}")
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return {
@@ -122,7 +124,9 @@ class MlflowScoringServer:
             sys.executable, "-m", "mlflow", "models", "serve", "-m", self.model_uri, "--env-manager", "local",
             "-h", "127.0.0.1", "-p", str(self.port), "-w", "1",
         ]  # fmt: skip
-        env = {"MLFLOW_TRACKING_URI": self.tracking_uri, **ONE_THREAD}
+        # it execs ``uvicorn`` from PATH: the one of this interpreter's environment
+        path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {"MLFLOW_TRACKING_URI": self.tracking_uri, "PATH": path, **ONE_THREAD}
         self.proc = start_group(cmd, self.root / "mlflow-serve.log", env=env)
         try:
             wait_http(f"{self.url}/ping", timeout=180, proc=self.proc)

@@ -39,10 +39,6 @@ class MicroBatcher:
         self.batches = 0
         self.rows = 0
 
-    @property
-    def queued(self) -> int:
-        return len(self._pending)
-
     async def predict(self, columns: Columns, rows: int) -> BatchOutput:
         future = asyncio.get_running_loop().create_future()
         self._pending.append(_Pending(columns, rows, future))
