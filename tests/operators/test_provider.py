@@ -16,25 +16,34 @@ REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("mlflow", "pandas", "torch", "great_expectations", "kedro", "sklearn", "alibi_detect")
 
 
-def _airflow_json(*args: str) -> list[dict]:
-    out = subprocess.run(
-        [sys.executable, "-m", "airflow", "providers", *args, "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=os.environ,
-        timeout=180,
-    )
-    return json.loads(out.stdout)
+def _airflow_json(*commands: str) -> dict[str, list[dict]]:
+    """``airflow providers <command> -o json`` for each command, run side by side (each takes seconds)."""
+    procs = {
+        c: subprocess.Popen(
+            [sys.executable, "-m", "airflow", "providers", c, "-o", "json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=os.environ,
+        )
+        for c in commands
+    }
+    out = {}
+    for command, proc in procs.items():
+        stdout, stderr = proc.communicate(timeout=180)
+        assert proc.returncode == 0, stderr[-2000:]
+        out[command] = json.loads(stdout)
+    return out
 
 
 def test_airflow_cli_lists_provider_hooks_and_links() -> None:
-    providers = {p["package_name"]: p for p in _airflow_json("list")}
+    out = _airflow_json("list", "hooks", "links")
+    providers = {p["package_name"]: p for p in out["list"]}
     assert providers["conveyor-ml"]["version"] == "0.1.0"
-    hooks = {h["connection_type"]: h["class"] for h in _airflow_json("hooks")}
+    hooks = {h["connection_type"]: h["class"] for h in out["hooks"]}
     assert hooks["conveyor_mlflow"] == "conveyor.hooks.mlflow.MlflowHook"
     assert hooks["conveyor_kedro"] == "conveyor.hooks.kedro.KedroHook"
-    links = {entry["extra_link_class_name"] for entry in _airflow_json("links")}
+    links = {entry["extra_link_class_name"] for entry in out["links"]}
     assert {"conveyor.links.mlflow.MlflowRunLink", "conveyor.links.mlflow.MlflowModelVersionLink"} <= links
 
 
