@@ -23,8 +23,6 @@ def task_key(context: dict[str, Any]) -> str | None:
 
 
 def is_backfill(context: dict[str, Any]) -> bool:
-    dag_run = context.get("dag_run")
-    return (
-        str(getattr(getattr(dag_run, "run_type", None), "value", getattr(dag_run, "run_type", "")))
-        == "backfill"
-    )
+    """Backfills re-run history; they may train and register but must not change production."""
+    run_type = getattr(context.get("dag_run"), "run_type", None)
+    return getattr(run_type, "value", run_type) == "backfill"
