@@ -63,6 +63,15 @@ with DAG(
             minimum=1,
             description="Cap on training epochs (empty: the project's parameters); for quick trial runs.",
         ),
+        "decision_threshold": Param(
+            None,
+            type=["null", "number"],
+            minimum=0,
+            maximum=1,
+            description="Probability from which the served model answers delayed=1 (empty: the "
+            "project's 0.5). The gate judges ROC AUC, which no threshold changes; a bad threshold "
+            "shows in the canary's online accuracy.",
+        ),
         "min_roc_auc": Param(
             0.6, type="number", minimum=0, maximum=1, description="Absolute ROC AUC floor of the model gate."
         ),
@@ -92,8 +101,10 @@ with DAG(
             "partition": PARTITION,
             "registry": {"model_name": "{{ params.model_name }}"},
             "data_processing": {"max_rows": "{{ params.max_rows }}"},
-            # An empty override leaves the project's epochs as they are.
-            "training": "{{ {'max_epochs': params.max_epochs} if params.max_epochs else {} }}",
+            # Empty overrides leave the project's epochs and decision threshold as they are.
+            "training": "{{ dict({'max_epochs': params.max_epochs} if params.max_epochs else {}, "
+            "**({'decision_threshold': params.decision_threshold} "
+            "if params.decision_threshold is not none else {})) }}",
         },
     )
     model_gate = ModelGateOperator(
