@@ -21,6 +21,11 @@ from conveyor.sensors.drift import DataDriftSensor, ModelPerformanceSensor
 # Airflow Variables, so the same DAG file runs on a laptop and on a cluster.
 INFERENCE_LOG = "{{ params.inference_log_url or var.value.get('conveyor_inference_log_url', '') }}"
 PUSHGATEWAY = "{{ var.value.get('conveyor_pushgateway_url', '') }}"
+# A list of months, or None: the months the drifted window covers.
+RETRAIN_PARTITIONS = (
+    "{{ (params.retrain_partitions or var.value.get('conveyor_retrain_partitions', '')).split(',')"
+    " | map('trim') | select | list or None }}"
+)
 
 with DAG(
     dag_id="ml_monitor",
@@ -54,6 +59,14 @@ with DAG(
         "min_roc_auc": Param(
             0.6, type="number", minimum=0, maximum=1, description="ROC AUC floor on labelled feedback."
         ),
+        "retrain_partitions": Param(
+            "",
+            type="string",
+            pattern=r"^(\d{4}-(0[1-9]|1[0-2])(,\d{4}-(0[1-9]|1[0-2]))*)?$",
+            description="Months ml_ci retrains on, comma-separated; empty: the Airflow Variable "
+            "conveyor_retrain_partitions, else the months the tested window covers. Set it when the "
+            "traffic replays other months (make demo replays 2013-04).",
+        ),
     },
     doc_md=__doc__,
 ) as dag:
@@ -82,6 +95,7 @@ with DAG(
         task_id="retrain_request",
         monitor_task_ids=["data_drift", "model_performance"],
         triggered_by="ml_monitor/{{ run_id }}",
+        partitions=RETRAIN_PARTITIONS,
         trigger_rule="none_failed",
     )
     trigger_ml_ci = TriggerDagRunOperator(
