@@ -95,7 +95,7 @@ def test_airflow_gets_every_connection_and_variable_the_dags_read(tmp_path: Path
     from conveyor.local.gateway import GatewayServer
 
     gateway = GatewayServer(root=tmp_path, tracking_uri="http://127.0.0.1:5000", port=8000, token="t0k")
-    env = airflow_env("http://127.0.0.1:5000", gateway, "http://127.0.0.1:9091")
+    env = airflow_env("http://127.0.0.1:5000", gateway, "http://127.0.0.1:9091", "2013-04")
     conn = json.loads(env["AIRFLOW_CONN_CONVEYOR_GATEWAY_DEFAULT"])
     assert (conn["conn_type"], conn["host"], conn["password"]) == (
         "conveyor_gateway",
@@ -105,4 +105,6 @@ def test_airflow_gets_every_connection_and_variable_the_dags_read(tmp_path: Path
     assert json.loads(env["AIRFLOW_CONN_MLFLOW_DEFAULT"])["host"] == "http://127.0.0.1:5000"
     assert env["AIRFLOW_VAR_CONVEYOR_INFERENCE_LOG_URL"] == str((tmp_path / "inference-log").resolve())
     assert env["AIRFLOW_VAR_CONVEYOR_PUSHGATEWAY_URL"] == "http://127.0.0.1:9091"
+    # ml_monitor retrains on the replayed month, not on the month the demo happens to run in.
+    assert env["AIRFLOW_VAR_CONVEYOR_RETRAIN_PARTITIONS"] == "2013-04"
     assert "AIRFLOW_VAR_CONVEYOR_PUSHGATEWAY_URL" not in airflow_env("http://m", gateway, None)

@@ -3,7 +3,8 @@
 1. ``ml_ci`` trains on 2013-01..03; its Asset event starts ``ml_cd``, which deploys the first
    version (approved through the HITL API) and makes it champion.
 2. Real April flights flow through the gateway, their labels a few seconds later.
-3. A candidate trained on shuffled labels: the model gate rejects it, ``ml_cd`` never runs.
+3. An undertrained candidate (one epoch on 1,000 rows): the model gate rejects it (ROC AUC
+   below the floor and below the champion's), ``ml_cd`` never runs.
 4. A candidate with a mis-set decision threshold: its ROC AUC equals the champion's, so the gate
    passes it, but its decisions are wrong; the canary's online accuracy on labelled live
    traffic catches it and the gateway rolls it back by itself.
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from conveyor.clients.airflow import AirflowClient
@@ -36,22 +37,24 @@ DAGS = ("ml_ci", "ml_cd", "ml_monitor")
 class Settings:
     """The demo's knobs, chosen so the loop fits in minutes on two busy cores.
 
-    ``max_rows`` caps the labelled rows of each ``ml_ci`` training (the held-out evaluation set
-    is 15% of them); ``max_epochs`` caps training epochs (early stopping may end sooner).
+    ``max_rows`` caps the labelled rows of each ``ml_ci`` training it starts (the held-out
+    evaluation set is 15% of them) and ``max_epochs`` its epochs (early stopping may end sooner);
+    the retraining that ``ml_monitor`` requests uses the DAG's defaults: all rows of the month.
     """
 
     model_name: str = "flight_delays"
     deployment: str = DEPLOYMENT
-    train_partitions: str = "2013-01..2013-03"
+    train_partitions: str = "2013-01,2013-02,2013-03"
     traffic_month: str = "2013-04"
     max_rows: int = 6000
     max_epochs: int = 8
+    undertrained_rows: int = 1000
+    undertrained_epochs: int = 1
+    bad_threshold: float = 0.05
     traffic_rows: int = 6000
     rate: float = 25.0
     feedback_delay_s: float = 3.0
-    bad_threshold: float = 0.05
     run_timeout_s: float = 900.0
-    kedro_params: dict[str, Any] = field(default_factory=dict)
 
 
 class DemoLoop:
@@ -63,20 +66,27 @@ class DemoLoop:
         self.gw: GatewayClient = stack.gateway.client()
         self.replay: Replay | None = None
         self.ml_ci_params: set[str] = set()
+        self._client: Any = None
 
     # ---- helpers ------------------------------------------------------------------------------
     def _mlflow(self) -> Any:
-        from mlflow import MlflowClient
+        if self._client is None:
+            from mlflow import MlflowClient
 
-        return MlflowClient(tracking_uri=self.stack.mlflow.url, registry_uri=self.stack.mlflow.url)
+            self._client = MlflowClient(
+                tracking_uri=self.stack.mlflow.url, registry_uri=self.stack.mlflow.url
+            )
+        return self._client
 
     def champion(self) -> str | None:
+        from mlflow.exceptions import MlflowException
+
         from conveyor.core.registry import current_version
 
         try:
             return current_version(self._mlflow(), self.s.model_name)
-        except Exception as exc:  # no registered model yet
-            if "RESOURCE_DOES_NOT_EXIST" in str(exc):
+        except MlflowException as exc:
+            if exc.error_code == "RESOURCE_DOES_NOT_EXIST":  # nothing registered yet
                 return None
             raise
 
@@ -90,20 +100,17 @@ class DemoLoop:
             return None
         return self.gw.deployment(self.s.deployment)["slots"]["stable"]["model_version"]
 
-    def ml_ci_conf(self, reason: str, partitions: str, kedro: dict[str, Any] | None = None) -> dict[str, Any]:
-        conf: dict[str, Any] = {
+    def ml_ci_conf(self, partitions: str, **params: Any) -> dict[str, Any]:
+        """The ``ml_ci`` run conf: the DAG's params (the UI's trigger form), never Kedro internals."""
+        conf = {
             "partitions": partitions,
             "max_rows": self.s.max_rows,
-            "reason": reason,
-            "triggered_by": "make demo",
+            "max_epochs": self.s.max_epochs,
+            **params,
         }
-        overrides = _merge({"training": {"max_epochs": self.s.max_epochs}}, self.s.kedro_params, kedro or {})
-        if "kedro_params" in self.ml_ci_params:
-            conf["kedro_params"] = overrides
-        elif kedro:
-            raise StepFailed(
-                f"ml_ci has no 'kedro_params' param, so this candidate ({kedro}) cannot be trained"
-            )
+        unknown = sorted(set(conf) - self.ml_ci_params)
+        if unknown:
+            raise StepFailed(f"ml_ci has no param(s) {unknown}; its params: {sorted(self.ml_ci_params)}")
         return conf
 
     def run_ml_ci(self, conf: dict[str, Any], note: str) -> tuple[FinishedRun, str | None]:
@@ -135,7 +142,7 @@ class DemoLoop:
             ("DAGs parsed, ml_ci and ml_cd unpaused", self.prepare, True),
             (f"ml_ci trains on {self.s.train_partitions}, ml_cd deploys it", self.first_model, True),
             (f"replay {self.s.traffic_month} flights through the gateway", self.start_traffic, True),
-            ("bad candidate: shuffled labels", self.rejected_candidate, False),
+            ("bad candidate: undertrained", self.rejected_candidate, False),
             ("bad candidate: mis-set decision threshold", self.canary_rolled_back, False),
             ("drift -> retrain -> canary", self.drift_and_retrain, False),
         ]
@@ -161,8 +168,7 @@ class DemoLoop:
                 self.af.wait_for_dag(dag_id, timeout=180)
             except TimeoutError as exc:
                 raise StepFailed(str(exc)) from exc
-        params = self.af.dag_details("ml_ci").get("params") or {}
-        self.ml_ci_params = set(params)
+        self.ml_ci_params = set(self.af.dag_details("ml_ci").get("params") or {})
         for dag_id in ("ml_ci", "ml_cd"):
             self.af.unpause_dag(dag_id)
         self.p.note(f"ml_ci params: {', '.join(sorted(self.ml_ci_params))}")
@@ -170,8 +176,10 @@ class DemoLoop:
     def first_model(self) -> None:
         began = time.monotonic()
         known_cd = airflow_runs.run_ids(self.af, "ml_cd")
-        conf = self.ml_ci_conf("first model", self.s.train_partitions)
-        ci, version = self.run_ml_ci(conf, "the first model")
+        conf = self.ml_ci_conf(self.s.train_partitions)
+        ci, version = self.run_ml_ci(
+            conf, f"the first model, {self.s.max_rows} rows of {self.s.train_partitions}"
+        )
         if ci.state != "success" or version is None:
             raise StepFailed(f"ml_ci ended {ci.state} with tasks {ci.tasks}")
         status, reason = self.gate_record(version)
@@ -225,25 +233,22 @@ class DemoLoop:
     def rejected_candidate(self) -> None:
         champion_before = self.champion()
         known_cd = airflow_runs.run_ids(self.af, "ml_cd")
-        conf = self.ml_ci_conf(
-            "demo: candidate trained on shuffled labels",
-            self.s.train_partitions,
-            {"data_processing": {"shuffle_labels": True}},
-        )
-        ci, version = self.run_ml_ci(conf, "a candidate trained on shuffled labels")
+        rows, epochs = self.s.undertrained_rows, self.s.undertrained_epochs
+        conf = self.ml_ci_conf(self.s.train_partitions, max_rows=rows, max_epochs=epochs)
+        ci, version = self.run_ml_ci(conf, f"an undertrained candidate: {epochs} epoch on {rows} rows")
         if version is None:
             raise StepFailed(f"ml_ci registered no version (run {ci.state}, tasks {ci.tasks})")
         status, reason = self.gate_record(version)
         time.sleep(10)  # an Asset event, had there been one, starts ml_cd within seconds
         new_cd = airflow_runs.run_ids(self.af, "ml_cd") - known_cd
-        ok = status == "rejected" and not new_cd and self.champion() == champion_before
+        champion = self.champion()
         self.p.record(
             Outcome(
-                "shuffled labels",
+                "undertrained candidate",
                 f"gate {status}",
-                ok,
+                status == "rejected" and not new_cd and champion == champion_before,
                 f"v{version}",
-                f"{reason[:140]}; ml_cd runs started: {len(new_cd)}; champion still v{self.champion()}",
+                f"{reason[:140]}; ml_cd runs started: {len(new_cd)}; champion still v{champion}",
                 ci.seconds,
             )
         )
@@ -251,11 +256,8 @@ class DemoLoop:
     def canary_rolled_back(self) -> None:
         champion_before, stable_before = self.champion(), self.stable_version()
         known_cd = airflow_runs.run_ids(self.af, "ml_cd")
-        conf = self.ml_ci_conf(
-            f"demo: decision threshold {self.s.bad_threshold} instead of 0.5",
-            self.s.train_partitions,
-            {"training": {"decision_threshold": self.s.bad_threshold}},
-        )
+        # The champion's data and settings, only the threshold differs: the same weights, the same AUC.
+        conf = self.ml_ci_conf(self.s.train_partitions, decision_threshold=self.s.bad_threshold)
         began = time.monotonic()
         ci, version = self.run_ml_ci(conf, f"a candidate with decision threshold {self.s.bad_threshold}")
         if version is None:
@@ -345,16 +347,3 @@ class DemoLoop:
                 time.monotonic() - began,
             )
         )
-
-
-def _merge(*dicts: dict[str, Any]) -> dict[str, Any]:
-    """Nested merge, later wins: Kedro parameters are grouped (``training.max_epochs``)."""
-    out: dict[str, Any] = {}
-    for d in dicts:
-        for key, value in d.items():
-            out[key] = (
-                _merge(out[key], value)
-                if isinstance(value, dict) and isinstance(out.get(key), dict)
-                else value
-            )
-    return out

@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         progress.note(", ".join(stopped) if stopped else "none")
     try:
         with progress.step("starting MLflow, gateway, Prometheus, PostgreSQL + Airflow under var/demo"):
-            stack = start_stack(args.var, progress=progress.note)
+            stack = start_stack(args.var, progress=progress.note, retrain_partitions=settings.traffic_month)
     except (RuntimeError, TimeoutError) as exc:
         progress.line(f"the services did not start: {exc}")
         progress.line("whatever did start is recorded in var/services.json: `make down` stops it")

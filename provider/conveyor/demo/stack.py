@@ -9,7 +9,6 @@ and says that it skipped them.
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +69,9 @@ def stop_previous(var: Path) -> list[str]:
     return services.stop_all(var / "services.json")
 
 
-def start_stack(var: Path, ports: dict[str, int] | None = None, progress=print) -> DemoStack:
+def start_stack(
+    var: Path, ports: dict[str, int] | None = None, progress=print, retrain_partitions: str = ""
+) -> DemoStack:
     """Start everything under ``var/demo`` (wiped first: a demo always starts from an empty registry)."""
     ports = {**DEFAULT_PORTS, **(ports or {})}
     var = var.resolve()
@@ -106,7 +107,7 @@ def start_stack(var: Path, ports: dict[str, int] | None = None, progress=print) 
         home=root / "airflow",
         dags_folder=REPO_ROOT / "dags",
         port=port_or_free(ports["airflow"]),
-        extra_env=airflow_env(mlflow.url, gateway, pushgateway_url),
+        extra_env=airflow_env(mlflow.url, gateway, pushgateway_url, retrain_partitions),
         state_file=state_file,
     )
     progress("Airflow     starting PostgreSQL, db migrate, api-server, scheduler, dag-processor, triggerer")
@@ -115,18 +116,18 @@ def start_stack(var: Path, ports: dict[str, int] | None = None, progress=print) 
     return DemoStack(var, mlflow, airflow, gateway, prometheus_url, pushgateway_url, stack_notes)
 
 
-def airflow_env(mlflow_url: str, gateway: GatewayServer, pushgateway_url: str | None) -> dict[str, str]:
-    """Connections and Variables the three DAGs read: MLflow, Kedro project, gateway (with its
-    admin token as the password), the gateway's inference log and the Pushgateway."""
-    env = connection_env(mlflow_url)
-    env["AIRFLOW_CONN_CONVEYOR_GATEWAY_DEFAULT"] = json.dumps(
-        {"conn_type": "conveyor_gateway", "host": gateway.url, "password": gateway.token}
-    )
+def airflow_env(
+    mlflow_url: str, gateway: GatewayServer, pushgateway_url: str | None, retrain_partitions: str = ""
+) -> dict[str, str]:
+    """Connections and Variables the three DAGs read: MLflow, the Kedro project, the gateway (its
+    admin token as the password), the gateway's inference log, the Pushgateway, and the months
+    ``ml_monitor`` asks ``ml_ci`` to retrain on (the replayed traffic is from 2013, not from now)."""
+    env = connection_env(mlflow_url, gateway_url=gateway.url, gateway_token=gateway.token)
     env["AIRFLOW_VAR_CONVEYOR_INFERENCE_LOG_URL"] = gateway.inference_log_url
     if pushgateway_url:
         env["AIRFLOW_VAR_CONVEYOR_PUSHGATEWAY_URL"] = pushgateway_url
-    # Tasks that start MLflow clients or Kedro sessions of their own find the same server.
-    env["MLFLOW_TRACKING_URI"] = mlflow_url
+    if retrain_partitions:
+        env["AIRFLOW_VAR_CONVEYOR_RETRAIN_PARTITIONS"] = retrain_partitions
     return env
 
 
