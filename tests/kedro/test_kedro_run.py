@@ -71,15 +71,20 @@ def test_kedro_run_registers_a_tracked_challenger(kedro_conf: Path, mlflow_uri: 
     expected_tags = {
         "conveyor.partition": "2013-02",
         "conveyor.data_hash": content_hash(february),
-        "conveyor.git_commit": git_commit(PROJECT),
         "conveyor.pipeline": "__default__",
     }
     assert expected_tags.items() <= version.tags.items()
     assert len(version.tags["conveyor.params_hash"]) == 64
+    # Others may commit while the run goes on: the tagged commit must be HEAD or one of its ancestors.
+    tagged = version.tags["conveyor.git_commit"]
+    assert len(tagged) == 40
+    ancestor = ["git", "-C", str(PROJECT), "merge-base", "--is-ancestor", tagged, git_commit(PROJECT)]
+    assert subprocess.run(ancestor).returncode == 0
 
     run = client.get_run(version.run_id)
     assert run.info.status == "FINISHED"
     assert expected_tags.items() <= run.data.tags.items()
+    assert run.data.tags["conveyor.git_commit"] == tagged
     assert {"accuracy", "precision", "recall", "f1", "roc_auc", "log_loss", "val_auc"} <= set(
         run.data.metrics
     )
