@@ -145,7 +145,8 @@ class AlibiDriftDetector(DriftDetector):
 
         self._standardise = _Standardiser(self.reference.numeric)
         detector = load_detector(folder / ALIBI_FOLDER)
-        self._detector = _count_with_bincount(detector) if self.schema.categorical else detector
+        tabular = self.config.method == "univariate" and self.schema.categorical
+        self._detector = _count_with_bincount(detector) if tabular else detector
 
 
 def _bincount_counts(x: np.ndarray, categories: dict[int, list[Any]]) -> dict[int, list[int]]:
