@@ -18,6 +18,7 @@ pytest_plugins = ["tests.support.airflow"]
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # DO_NOT_TRACK=1 does not stop MLflow's
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 # Airflow reads its configuration at import time, so the in-process metadata DB used by

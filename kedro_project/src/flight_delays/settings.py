@@ -1,8 +1,14 @@
 """Project settings: the MLflow tracking hook and where its configuration lives."""
 
+import os
+
 from kedro.config import OmegaConfigLoader
 
 from flight_delays.hooks import MlflowTrackingHook
+
+# MLflow 3 reports usage to the internet unless told not to (DO_NOT_TRACK only counts when it
+# is "true"); Kedro's own telemetry is off through .telemetry. A user may still opt in.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 HOOKS = (MlflowTrackingHook(),)
 
