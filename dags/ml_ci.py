@@ -7,8 +7,10 @@ A backfill run trains, registers and gates, but never publishes the challenger, 
 is ever deployed; other runs emit ``model://flight_delays/challenger`` (the gated version in the
 event's extra) and ml_cd picks it up.
 
-One run at a time: the Kedro project's catalog writes its intermediate datasets to fixed files
-under its ``data_root``, so two concurrent trainings would read each other's splits.
+One training at a time (``max_active_tis_per_dag=1`` on ``train``, which also binds backfills,
+whose ``max_active_runs`` is their own): the Kedro project's catalog writes its intermediate
+datasets to fixed files under its ``data_root``, so two concurrent trainings would read each
+other's splits. Two runs may still overlap validation and gating with the other's training.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ with DAG(
     start_date=datetime(2013, 1, 1),
     end_date=datetime(2013, 12, 31),
     catchup=False,
-    max_active_runs=1,
+    max_active_runs=2,
     tags=["conveyor", "ci"],
     # Numbers and the gate rules reach the operators as numbers and dicts, not as their text.
     render_template_as_native_obj=True,
@@ -97,6 +99,7 @@ with DAG(
     )
     train = KedroRunOperator(
         task_id="train",
+        max_active_tis_per_dag=1,
         runtime_params={
             "partition": PARTITION,
             "registry": {"model_name": "{{ params.model_name }}"},

@@ -189,9 +189,9 @@ def test_a_backfill_trains_one_version_per_month_and_hands_nothing_to_ml_cd(
     cd_runs_before = len(_cd_runs(dags))
     quick = {"max_rows": 2000, "max_epochs": 3, "min_roc_auc": 0.5, "auc_tolerance": 1.0}
     backfill = dags.create_backfill(
-        "ml_ci", "2013-01-01T00:00:00Z", "2013-03-01T00:00:00Z", max_active_runs=1, dag_run_conf=quick
+        "ml_ci", "2013-01-01T00:00:00Z", "2013-03-01T00:00:00Z", max_active_runs=2, dag_run_conf=quick
     )
-    assert backfill["dag_id"] == "ml_ci"
+    assert (backfill["dag_id"], backfill["max_active_runs"]) == ("ml_ci", 2)
     runs = _wait(
         "three backfill runs",
         lambda: (r := dags.list_dag_runs("ml_ci", run_type=["backfill"])) and len(r) == 3 and r,

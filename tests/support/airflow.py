@@ -8,7 +8,6 @@ test asks for it.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.clients.airflow import AirflowClient
-from conveyor.local.airflow import REPO_ROOT, LocalAirflow, connection_env
+from conveyor.local.airflow import REPO_ROOT, LocalAirflow, connection_env, private_kedro_conf
 from conveyor.local.mlflow_server import MlflowServer
 
 
@@ -24,15 +23,6 @@ from conveyor.local.mlflow_server import MlflowServer
 def airflow_dags_folder() -> Path:
     """The DAGs the session's Airflow loads: the project's own by default."""
     return REPO_ROOT / "dags"
-
-
-def _kedro_conf(home: Path) -> Path:
-    """The project's configuration with ``data_root`` under ``home``: Kedro runs of the session
-    write their intermediate files there, never into the working tree's ``kedro_project/data``."""
-    conf = home / "kedro-conf"
-    shutil.copytree(REPO_ROOT / "kedro_project" / "conf", conf)
-    (conf / "base" / "globals.yml").write_text(f"data_root: {home / 'kedro-data'}\n")
-    return conf
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +35,7 @@ def airflow(
     local = LocalAirflow(
         home=home,
         dags_folder=airflow_dags_folder,
-        extra_env=connection_env(mlflow_server.url, kedro_conf_source=_kedro_conf(home)),
+        extra_env=connection_env(mlflow_server.url, kedro_conf_source=private_kedro_conf(home)),
     )
     with local:
         print(f"\nAirflow {local.url} ready in {time.monotonic() - started:.1f}s")

@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -54,6 +55,19 @@ def connection_env(
             gateway["password"] = gateway_token
         conns["CONVEYOR_GATEWAY_DEFAULT"] = gateway
     return {f"AIRFLOW_CONN_{name}": json.dumps(conn) for name, conn in conns.items()}
+
+
+def private_kedro_conf(folder: Path, kedro_project: Path = REPO_ROOT / "kedro_project") -> Path:
+    """A copy of the project's configuration whose ``data_root`` is ``folder/kedro-data``.
+
+    The catalog writes its intermediate datasets to fixed files under ``data_root``; a test
+    session or a benchmark that points its Kedro runs here (``connection_env(kedro_conf_source=)``,
+    ``kedro run --conf-source``) never touches, nor races with, the working tree's ``data/``.
+    """
+    conf = folder / "kedro-conf"
+    shutil.copytree(kedro_project / "conf", conf)
+    (conf / "base" / "globals.yml").write_text(f"data_root: {folder / 'kedro-data'}\n")
+    return conf
 
 
 @dataclass
