@@ -39,6 +39,7 @@ def get_provider_info() -> dict:
                     "conveyor.operators.registry",
                     "conveyor.operators.deploy",
                     "conveyor.operators.retrain",
+                    "conveyor.operators.staging",
                 ],
             }
         ],
