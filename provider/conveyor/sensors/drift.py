@@ -39,6 +39,7 @@ class _InferenceLogSensor(BaseSensorOperator):
         "window_hours",
         "window_end",
         "slot",
+        "pushgateway_url",
     )
     count_kind = "predictions"
     ui_color = "#e4f0e8"
