@@ -38,8 +38,10 @@ test-ts: venv
 
 test: lint pytest test-ts
 
+# The whole loop unattended (~10-15 min on 2 cores); services stay up until `make down`.
+# Options: make demo DEMO_ARGS="--max-rows 4000 --rate 20" (see python -m conveyor.demo --help).
 demo: venv
-	$(BIN)/python -m conveyor.demo
+	$(BIN)/python -m conveyor.demo $(DEMO_ARGS)
 
 # Local Airflow (PostgreSQL, api-server, scheduler, dag-processor, triggerer) + MLflow under var/, for the UI.
 airflow: venv
