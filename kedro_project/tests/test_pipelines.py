@@ -25,13 +25,13 @@ PARAMS = {
 }
 
 
-def _run(flights: pd.DataFrame, partition: str = "2013-02") -> dict:
+def _run(flights: pd.DataFrame, partition: str = "2013-02", params: dict | None = None) -> dict:
     catalog = DataCatalog()
     catalog["flights"] = {partition: lambda: flights}
     catalog["weather"] = make_weather(flights)
     catalog["flights_partition_suite"] = SUITE
     catalog["params:partition"] = partition
-    catalog["params:data_processing"] = PARAMS
+    catalog["params:data_processing"] = params or PARAMS
     outputs = SequentialRunner().run(register_pipelines()["data_processing"], catalog)
     return {name: outputs[name].load() for name in outputs}
 
@@ -65,3 +65,9 @@ def test_unknown_origin_airport_stops_the_run_at_the_gate() -> None:
         _run(flights)
     assert "expect_column_values_to_be_in_set on column 'origin'" in str(err.value)
     assert "10 of 400 rows" in str(err.value) and "BOS" in str(err.value)
+
+
+def test_numbers_rendered_as_strings_by_an_orchestrator_are_accepted() -> None:
+    params = {**PARAMS, "max_rows": "100", "seed": "0", "validation_fraction": "0.2"}
+    out = _run(make_flights(), params=params)
+    assert (len(out["train_set"]), len(out["validation_set"]), len(out["eval_set"])) == (60, 20, 20)

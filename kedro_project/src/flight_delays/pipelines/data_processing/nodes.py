@@ -58,12 +58,14 @@ def build_model_input(flights: pd.DataFrame, weather: pd.DataFrame) -> pd.DataFr
 def split_model_input(
     model_input: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    # Runtime params from an Airflow template may arrive as strings ("3000", "None").
+    max_rows = None if str(params["max_rows"]) in ("None", "") else int(params["max_rows"])
     splits = split_by_time(
         model_input,
-        validation_fraction=params["validation_fraction"],
-        test_fraction=params["test_fraction"],
-        max_rows=params["max_rows"],
-        seed=params["seed"],
+        validation_fraction=float(params["validation_fraction"]),
+        test_fraction=float(params["test_fraction"]),
+        max_rows=max_rows,
+        seed=int(params["seed"]),
     )
     logger.info(
         "Split by time: %d train, %d validation, %d held-out rows",
@@ -77,4 +79,4 @@ def split_model_input(
 def sample_reference(train: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     """Training rows kept for drift detection: what the model considers normal input."""
     rows = min(len(train), int(params["reference_sample_rows"]))
-    return train.sample(n=rows, random_state=params["seed"]).sort_index().reset_index(drop=True)
+    return train.sample(n=rows, random_state=int(params["seed"])).sort_index().reset_index(drop=True)

@@ -14,6 +14,6 @@ logger = logging.getLogger(__name__)
 def evaluate_model(
     model: FlightDelayClassifier, eval_set: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[dict[str, float], Any, Any]:
-    scores, roc_figure, confusion_figure = evaluate_classifier(model, eval_set, params["min_eval_rows"])
+    scores, roc_figure, confusion_figure = evaluate_classifier(model, eval_set, int(params["min_eval_rows"]))
     logger.info("Held-out metrics: %s", ", ".join(f"{k} {v:.4f}" for k, v in scores.items()))
     return scores, roc_figure, confusion_figure
