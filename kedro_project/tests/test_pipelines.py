@@ -70,4 +70,4 @@ def test_unknown_origin_airport_stops_the_run_at_the_gate() -> None:
 def test_numbers_rendered_as_strings_by_an_orchestrator_are_accepted() -> None:
     params = {**PARAMS, "max_rows": "100", "seed": "0", "validation_fraction": "0.2"}
     out = _run(make_flights(), params=params)
-    assert (len(out["train_set"]), len(out["validation_set"]), len(out["eval_set"])) == (60, 20, 20)
+    assert (len(out["validation_set"]), len(out["eval_set"]), len(out["reference_sample"])) == (20, 20, 50)
