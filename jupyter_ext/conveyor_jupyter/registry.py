@@ -119,39 +119,46 @@ def compare_aliases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-# Drift reports are MLflow runs of the monitoring DAG, tagged with the model they watched; the JSON
-# report and per-feature plots are artifacts under ``drift/``.
-DRIFT_MODEL_TAG = "conveyor.drift.model"
-DRIFT_FOLDER = "drift"
-DRIFT_REPORT = "drift/drift_report.json"
-
-
 def drift_summary(tracking_uri: str, name: str) -> dict[str, Any]:
-    """The newest drift report for model ``name``: its JSON and the paths of its plots."""
+    """The newest data-drift check of model ``name``: its JSON report and the paths of its plots.
+
+    Checks are the monitoring runs that ``conveyor.core.drift.monitor`` records (docs/contracts.md,
+    "Monitoring"); reading them through its names keeps the notebook and the sensors in step.
+    """
     import json
     import tempfile
 
+    from conveyor.core.drift.monitor import DATA_DRIFT, MONITORING_EXPERIMENT
+
     client = _client(tracking_uri)
     try:
-        experiments = [e.experiment_id for e in client.search_experiments()]
-        runs = client.search_runs(
-            experiments,
-            filter_string=f"tags.`{DRIFT_MODEL_TAG}` = '{name}'",
-            order_by=["attributes.start_time DESC"],
-            max_results=1,
+        experiment = client.get_experiment_by_name(MONITORING_EXPERIMENT)
+        runs = (
+            client.search_runs(
+                [experiment.experiment_id],
+                filter_string=(
+                    f"tags.`conveyor.model_name` = '{name}' and tags.`conveyor.monitor.kind` = '{DATA_DRIFT}'"
+                ),
+                order_by=["attributes.start_time DESC"],
+                max_results=1,
+            )
+            if experiment
+            else []
         )
     except Exception as exc:  # MlflowException or a transport error
         raise _failure(tracking_uri, exc) from None
     if not runs:
         raise RegistryError(
-            f"no drift report for model {name!r} yet (no run tagged {DRIFT_MODEL_TAG}={name})"
+            f"no drift report for model {name!r} yet "
+            f"(no {DATA_DRIFT} run in experiment {MONITORING_EXPERIMENT!r})"
         )
     run = runs[0]
-    files = [f.path for f in client.list_artifacts(run.info.run_id, DRIFT_FOLDER)]
+    files = [f.path for f in client.list_artifacts(run.info.run_id, DATA_DRIFT)]
     report: dict[str, Any] = {}
-    if DRIFT_REPORT in files:
+    report_path = f"{DATA_DRIFT}/report.json"
+    if report_path in files:
         local = client.download_artifacts(
-            run.info.run_id, DRIFT_REPORT, tempfile.mkdtemp(prefix="conveyor-drift-")
+            run.info.run_id, report_path, tempfile.mkdtemp(prefix="conveyor-drift-")
         )
         with open(local) as fh:
             report = json.load(fh)
@@ -160,6 +167,7 @@ def drift_summary(tracking_uri: str, name: str) -> dict[str, Any]:
         "run_id": run.info.run_id,
         "experiment_id": run.info.experiment_id,
         "start_time": run.info.start_time,
+        "model_version": run.data.tags.get("conveyor.model_version"),
         "metrics": dict(run.data.metrics),
         "report": report,
         "plots": sorted(p for p in files if p.endswith(".png")),

@@ -253,14 +253,12 @@ class DriftView:
 
     def _rows(self) -> list[list[str]]:
         features = self.summary["report"].get("features")
-        if isinstance(features, dict):
-            features = [
-                {"feature": k, **(v if isinstance(v, dict) else {"value": v})} for k, v in features.items()
-            ]
         if not isinstance(features, list):
             return []
         keys = [
-            k for k in ("feature", "p_value", "distance", "drift", "test") if any(k in f for f in features)
+            k
+            for k in ("feature", "test", "statistic", "p_value", "psi", "is_drift")
+            if any(k in f for f in features)
         ]
         return [keys] + [[escape(str(f.get(k, ""))) for k in keys] for f in features]
 
@@ -283,7 +281,7 @@ class DriftView:
 
     def __repr__(self) -> str:
         s = self.summary
-        drifted = s["report"].get("drift_detected", s["report"].get("drift"))
+        drifted = s["report"].get("is_drift")
         plots = ", ".join(self.plots) or "none"
         return f"drift of {s['name']} (run {s['run_id']}): drift={drifted} plots={plots}"
 
