@@ -14,8 +14,9 @@ Methods, each timed as the median of ``--repeats`` checks after one warm-up (fit
   alibi-detect TabularDrift/KSDrift, PSI) and raw ``alibi_detect`` ``predict`` on the numpy array;
 - ``scipy`` backend (``DriftDetector.check``; the reference is sorted once at fit time);
 - Evidently ``Report([DataDriftPreset()]).run(window, reference)`` in its own virtualenv
-  (``var/bench-evidently``, created here with pip; evidently pins numpy/pandas that this
-  project's alibi-detect pin excludes), fed the same data through Parquet files.
+  (``var/bench-evidently``, created here with pip, pandas<3: evidently 0.7.23 breaks on pandas 3;
+  it lives apart because it takes numpy 2, which this project's alibi-detect pin excludes), fed
+  the same data through Parquet files.
 Results: ``benchmarks/results/drift.json`` and a Markdown table on stdout.
 """
 
@@ -46,6 +47,8 @@ from conveyor.core.drift import DriftConfig, build_detector  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results" / "drift.json"
 EVIDENTLY_VENV = ROOT / "var" / "bench-evidently"
 EVIDENTLY_PIN = "evidently==0.7.23"
+# evidently 0.7.23 imports a pandas internal that pandas 3 removed; pip would otherwise pick pandas 3.
+EVIDENTLY_EXTRA_PINS = ("pandas>=2.2,<3",)
 
 EVIDENTLY_RUNNER = textwrap.dedent(
     """
@@ -64,8 +67,8 @@ EVIDENTLY_RUNNER = textwrap.dedent(
     times = []
     for _ in range(repeats):
         started = time.perf_counter(); result = run(); times.append(time.perf_counter() - started)
-    drift = [m for m in result["metrics"] if "DriftedColumnsCount" in m.get("metric_id", "")]
-    print(json.dumps({"times": times, "warmup": warmup, "drifted": drift[0]["value"] if drift else None}))
+    drift = [m for m in result["metrics"] if str(m.get("metric_name", "")).startswith("DriftedColumnsCount")]
+    print(json.dumps({"times": times, "warmup": warmup, "drifted": int(drift[0]["value"]["count"])}))
     """
 )
 
@@ -143,7 +146,7 @@ def evidently_python(rebuild: bool) -> Path | None:
     log(f"creating {EVIDENTLY_VENV} with {EVIDENTLY_PIN} (one-time, needs PyPI)")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(EVIDENTLY_VENV)], check=True)
     install = subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", EVIDENTLY_PIN],
+        [str(python), "-m", "pip", "install", "--quiet", EVIDENTLY_PIN, *EVIDENTLY_EXTRA_PINS],
         capture_output=True,
         text=True,
     )
