@@ -61,6 +61,23 @@ def test_measure_is_inconclusive_on_too_little_traffic_and_skips_unlabelled_accu
     assert capped.verdict is Verdict.FAILED and "cap 100.0 ms" in capped.reason
 
 
+def test_a_score_shift_is_accepted_only_when_labelled_accuracy_holds() -> None:
+    """A model retrained after drift scores differently from the stale stable one; labels decide."""
+    shifted = rng.beta(8, 2, 200)
+    retrained = measure(
+        _sample(scores=shifted, labelled=100, correct=82), _sample(labelled=100, correct=80), CFG
+    )
+    assert retrained.verdict is Verdict.SUCCESSFUL
+    shift = next(c for c in retrained.checks if c.name == "score_shift")
+    assert shift.passed and shift.value > 0.3 and "accepted: online accuracy on labels holds" in shift.detail
+    worse = measure(_sample(scores=shifted, labelled=100, correct=60), _sample(labelled=100, correct=80), CFG)
+    assert {c.name for c in worse.checks if c.passed is False} == {"score_shift", "online_accuracy"}
+    unlabelled = measure(
+        _sample(scores=shifted, labelled=10, correct=10), _sample(labelled=100, correct=80), CFG
+    )
+    assert [c.name for c in unlabelled.checks if c.passed is False] == ["score_shift"]
+
+
 def test_analysis_run_counts_failures_against_the_limit() -> None:
     ok, bad = Measurement(Verdict.SUCCESSFUL), Measurement(Verdict.FAILED)
     tolerant = AnalysisRun(AnalysisConfig(count=3, failure_limit=1))
