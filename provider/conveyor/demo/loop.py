@@ -8,8 +8,8 @@
 4. A candidate with a mis-set decision threshold: its ROC AUC equals the champion's, so the gate
    passes it, but its decisions are wrong; the canary's online accuracy on labelled live
    traffic catches it and the gateway rolls it back by itself.
-5. ``ml_monitor`` finds the April data drift, asks ``ml_ci`` to retrain on April, and the new
-   version canaries in and becomes champion.
+5. ``ml_monitor`` finds the April data drift, asks ``ml_ci`` to retrain on April; traffic moves
+   on to May (flights no model has seen), and the new version canaries in and becomes champion.
 
 Every result shown comes from the system (task states, registry tags, the gateway's rollout
 record), not from what the demo expected; the summary marks where the two differ.
@@ -46,13 +46,16 @@ class Settings:
     deployment: str = DEPLOYMENT
     train_partitions: str = "2013-01,2013-02,2013-03"
     traffic_month: str = "2013-04"
+    # After the retraining request, time moves on: the new model is judged on flights it never saw.
+    next_month: str = "2013-05"
     max_rows: int = 6000
     max_epochs: int = 8
     undertrained_rows: int = 1000
     undertrained_epochs: int = 1
     bad_threshold: float = 0.05
     traffic_rows: int = 6000
-    rate: float = 25.0
+    # Enough that the canary's 10% step gets 30+ labelled rows per 15 s analysis interval.
+    rate: float = 40.0
     feedback_delay_s: float = 3.0
     run_timeout_s: float = 900.0
 
@@ -65,6 +68,7 @@ class DemoLoop:
         self.af: AirflowClient = stack.airflow.client(timeout=60.0)
         self.gw: GatewayClient = stack.gateway.client()
         self.replay: Replay | None = None
+        self.replay_month_name = ""
         self.ml_ci_params: set[str] = set()
         self._client: Any = None
 
@@ -204,9 +208,14 @@ class DemoLoop:
             raise StepFailed(f"the gateway serves v{stable}, not the trained v{version}")
 
     def start_traffic(self) -> None:
+        self.replay_month(self.s.traffic_month)
+
+    def replay_month(self, month: str) -> None:
+        """Replace the traffic with ``month``'s flights (looping) and wait until they flow."""
         from conveyor.demo.traffic import feature_columns, flights_traffic
 
-        rows = flights_traffic(self.s.traffic_month, max_rows=self.s.traffic_rows)
+        self.stop_traffic()
+        rows = flights_traffic(month, max_rows=self.s.traffic_rows)
         self.replay = Replay(
             self.stack.gateway.url,
             rows,
@@ -217,17 +226,25 @@ class DemoLoop:
             feedback_delay_s=self.s.feedback_delay_s,
             repeat=True,
         ).start()
+        self.replay_month_name = month
         stats = self.replay.wait_for(int(self.s.rate * 4), timeout=120)
         self.p.note(
-            f"{len(rows)} real {self.s.traffic_month} flights at {self.s.rate:.0f}/s, looping; "
+            f"{len(rows)} real {month} flights at {self.s.rate:.0f}/s, looping; "
             f"labels {self.s.feedback_delay_s:.0f}s after each answer"
         )
-        self.p.record(Outcome("traffic", "flowing", stats.failed == 0, detail=stats.summary()))
+        self.p.record(Outcome(f"traffic {month}", "flowing", stats.failed == 0, detail=stats.summary()))
 
     def stop_traffic(self) -> None:
         if self.replay is not None:
             stats = self.replay.stop()
-            self.p.record(Outcome("traffic total", "stopped", stats.failed == 0, detail=stats.summary()))
+            self.p.record(
+                Outcome(
+                    f"traffic {self.replay_month_name} total",
+                    "stopped",
+                    stats.failed == 0,
+                    detail=stats.summary(),
+                )
+            )
             self.replay = None
 
     def rejected_candidate(self) -> None:
@@ -320,6 +337,7 @@ class DemoLoop:
         if done.task_state("trigger_ml_ci") != "success":
             self.p.note(f"ml_monitor did not trigger ml_ci; its tasks ended {done.tasks}")
             return
+        self.replay_month(self.s.next_month)
         ci_run = airflow_runs.next_run(self.af, "ml_ci", known["ml_ci"], self.p.note)
         ci = airflow_runs.follow(
             self.af, "ml_ci", ci_run["dag_run_id"], self.p.note, timeout=self.s.run_timeout_s
