@@ -46,7 +46,13 @@ class Pushgateway:
         self.root.mkdir(parents=True, exist_ok=True)
         ensure_port_free(self.host, self.port)
         log = self.root / "pushgateway.log"
-        cmd = [_binary("prometheus-pushgateway"), f"--web.listen-address={self.host}:{self.port}"]
+        # Debian's build persists to /var/lib/prometheus/pushgateway.data by default, which every
+        # instance on the host would share (a test would see the demo's pushes): keep it in root.
+        cmd = [
+            _binary("prometheus-pushgateway"),
+            f"--web.listen-address={self.host}:{self.port}",
+            f"--persistence.file={self.root / 'pushgateway.data'}",
+        ]
         self.proc = start_group(cmd, log)
         try:
             wait_http(f"{self.url}/-/ready", timeout=timeout, proc=self.proc)
