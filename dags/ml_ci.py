@@ -7,10 +7,9 @@ A backfill run trains, registers and gates, but never publishes the challenger, 
 is ever deployed; other runs emit ``model://flight_delays/challenger`` (the gated version in the
 event's extra) and ml_cd picks it up.
 
-One training at a time (``max_active_tis_per_dag=1`` on ``train``, which also binds backfills,
-whose ``max_active_runs`` is their own): the Kedro project's catalog writes its intermediate
-datasets to fixed files under its ``data_root``, so two concurrent trainings would read each
-other's splits. Two runs may still overlap validation and gating with the other's training.
+Each ``train`` task gives Kedro a private scratch ``data_root``, so two runs (a backfill with
+``max_active_runs=2``) train at the same time without reading each other's intermediate files;
+what a run produced lives on in MLflow.
 """
 
 from __future__ import annotations
@@ -99,7 +98,7 @@ with DAG(
     )
     train = KedroRunOperator(
         task_id="train",
-        max_active_tis_per_dag=1,
+        scratch_data=True,
         runtime_params={
             "partition": PARTITION,
             "registry": {"model_name": "{{ params.model_name }}"},

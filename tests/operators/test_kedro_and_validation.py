@@ -84,6 +84,11 @@ def test_kedro_runs_in_a_separate_interpreter(
     run = client.get_run(result["mlflow_run_id"])
     assert run.data.tags["conveyor.partition"] == "2013-03"
     assert run.data.tags["conveyor.pipeline"] == "data_processing"
+    # scratch_data: the splits went to a private temporary folder, not the configured data_root,
+    # and that folder is neither a logged parameter nor part of the params hash.
+    assert run.data.params["data_processing.max_rows"] == "2000"
+    assert "data_root" not in run.data.params
+    assert not (kedro_conf.parent / "data" / "05_model_input").exists()
 
 
 def _broken_month(tmp_path: Path) -> Path:

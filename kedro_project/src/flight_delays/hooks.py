@@ -29,7 +29,9 @@ class MlflowTrackingHook:
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         self._project_path = Path(context.project_path)
-        self._params = dict(context.params)
+        # ``data_root`` only says where this run's files go (Airflow passes a scratch folder):
+        # it is not a model parameter, and hashing it would make identical runs look different.
+        self._params = {k: v for k, v in context.params.items() if k != "data_root"}
         try:
             self._config = dict(context.config_loader["mlflow"])
         except KeyError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,31 @@ def run_pipeline(
     tags: list[str] | None = None,
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
+    scratch_data: bool = False,
 ) -> dict[str, Any]:
     """One ``KedroSession`` run; returns the MLflow run and model version the project's hooks logged.
 
     The run is found by the ``kedro.run_id`` tag (the session id) rather than "last active run",
     which in a long-lived process may belong to an earlier task.
+
+    ``scratch_data`` gives the run a private, temporary ``data_root`` runtime parameter (the
+    project's catalog reads it): concurrent runs (a backfill with ``max_active_runs`` > 1) then
+    never read each other's intermediate files, and what matters outlives the folder in MLflow.
     """
+    params = dict(params or {})
+    if scratch_data and "data_root" not in params:
+        with tempfile.TemporaryDirectory(prefix="conveyor-kedro-data-") as scratch:
+            return run_pipeline(
+                project_path,
+                pipeline=pipeline,
+                env=env,
+                conf_source=conf_source,
+                params={**params, "data_root": scratch},
+                node_names=node_names,
+                tags=tags,
+                tracking_uri=tracking_uri,
+                registry_uri=registry_uri,
+            )
     import mlflow
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
@@ -44,7 +64,7 @@ def run_pipeline(
     path = Path(project_path).resolve()
     bootstrap_project(path)
     with KedroSession.create(
-        project_path=path, env=env, conf_source=conf_source, runtime_params=dict(params or {})
+        project_path=path, env=env, conf_source=conf_source, runtime_params=params
     ) as session:
         session_id = session.session_id
         session.run(

@@ -42,6 +42,9 @@ class KedroRunOperator(BaseOperator):
         Kedro) as a subprocess whose output streams into the task log; default in-process.
     :param mlflow_conn_id: ``conveyor_mlflow`` connection, or ``None`` to leave tracking to the
         project's own configuration.
+    :param scratch_data: give the run a private temporary ``data_root`` (removed afterwards), so
+        runs of the same DAG can train at the same time; the project's catalog must read
+        ``${runtime_params:data_root, ...}`` as the flight_delays project does.
     """
 
     template_fields = (
@@ -70,6 +73,7 @@ class KedroRunOperator(BaseOperator):
         python_bin: str | None = None,
         kedro_conn_id: str = "kedro_default",
         mlflow_conn_id: str | None = "mlflow_default",
+        scratch_data: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -83,6 +87,7 @@ class KedroRunOperator(BaseOperator):
         self.python_bin = python_bin
         self.kedro_conn_id = kedro_conn_id
         self.mlflow_conn_id = mlflow_conn_id
+        self.scratch_data = scratch_data
 
     def execute(self, context: Any) -> dict[str, Any]:
         from conveyor.hooks.kedro import KedroHook, KedroProject
@@ -106,6 +111,7 @@ class KedroRunOperator(BaseOperator):
             "params": self.runtime_params or {},
             "node_names": list(self.node_names or []),
             "tags": list(self.tags or []),
+            "scratch_data": self.scratch_data,
         }
         if self.mlflow_conn_id:
             from conveyor.hooks.mlflow import MlflowHook

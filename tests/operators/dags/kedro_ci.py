@@ -43,5 +43,6 @@ with DAG(
         task_id="data_processing",
         pipeline="data_processing",
         kedro_conn_id="kedro_separate_env",
+        scratch_data=True,
         runtime_params={"partition": "2013-03", "data_processing": {"max_rows": 2000}},
     )
