@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,7 +13,6 @@ from conveyor.local.mlflow_server import MlflowServer
 
 WINTER = "2013-01..2013-03"
 REFERENCE_ROWS = 20_000
-WINDOW_ROWS = 5_000
 
 
 @pytest.fixture(scope="session")
@@ -61,26 +59,3 @@ def mlflow_conn(mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
         "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "conveyor_mlflow", "host": mlflow_uri})
     )
     return mlflow_uri
-
-
-def log_predictions(
-    url: str | Path, rows: pd.DataFrame, model: object, version: str, ts: pd.Series | pd.Timestamp
-) -> pd.DataFrame:
-    """Score ``rows`` with the real model and write them to the inference log as the gateway would."""
-    from conveyor.core import inference_log
-    from flight_delays.schema import FEATURES
-
-    features = rows[list(FEATURES)].reset_index(drop=True)
-    scored = model.predict(features)
-    records = features.assign(
-        request_id=[uuid.uuid4().hex for _ in range(len(features))],
-        ts=ts if isinstance(ts, pd.Timestamp) else pd.to_datetime(ts, utc=True).to_numpy(),
-        deployment="flight_delays",
-        slot="stable",
-        model_name="flight_delays",
-        model_version=str(version),
-        delay_probability=scored["delay_probability"].to_numpy(),
-        delayed=scored["delayed"].to_numpy(),
-    )
-    inference_log.write_partitioned(str(url), inference_log.PREDICTIONS, records)
-    return records

@@ -19,7 +19,7 @@ from conveyor.core.drift import (
     build_detector,
     load_detector,
 )
-from tests.monitoring.conftest import WINDOW_ROWS
+from tests.monitoring.helpers import WINDOW_ROWS
 
 BACKENDS = ("alibi", "scipy")
 WEATHER = ["temp", "dewp", "humid", "wind_speed", "pressure", "visib"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from conveyor.core.drift import DriftInputError
 from conveyor.core.retrain import RETRAIN_REASON_TAG
 from conveyor.sensors.drift import DataDriftSensor, ModelPerformanceSensor, PredictionDriftSensor
 from conveyor.triggers.inference_log import InferenceLogTrigger
-from tests.monitoring.conftest import log_predictions
+from tests.monitoring.helpers import log_predictions
 
 WINTER = ("2013-01", "2013-02", "2013-03")
 DAGS = Path(__file__).parent / "dags"
@@ -74,8 +75,8 @@ async def test_data_drift_sensor_defers_until_rows_arrive_then_flags_april(
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context={})
     assert deferred.value.method_name == "execute_complete"
-    assert deferred.value.kwargs["state"]["version"] == flight_model["version"]  # alias resolved once
     classpath, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["echo"]["version"] == flight_model["version"]  # the alias is resolved once
     assert classpath == "conveyor.triggers.inference_log.InferenceLogTrigger"
     trigger = InferenceLogTrigger(**json.loads(json.dumps(kwargs)))
 
@@ -87,7 +88,7 @@ async def test_data_drift_sensor_defers_until_rows_arrive_then_flags_april(
     event = await asyncio.wait_for(waiting, timeout=30)
     assert event.payload["status"] == "ready" and event.payload["rows"] == 1500
 
-    payload = sensor.execute_complete(context={}, event=event.payload, **deferred.value.kwargs)
+    payload = sensor.execute_complete(context={}, event=event.payload)
     assert json.loads(json.dumps(payload)) == payload
     assert payload["decision"] is True and payload["kind"] == "data_drift"
     assert "temp" in payload["result"]["drifted_features"] and "temp" in payload["reason"]
@@ -258,6 +259,7 @@ def test_performance_sensor_flags_december_concept_drift(
 
 
 def test_monitor_dag_defers_detects_and_requests_retraining(
+    caplog: pytest.LogCaptureFixture,
     airflow_db: Path,
     tmp_path: Path,
     flight_model: dict[str, str],
@@ -281,10 +283,12 @@ def test_monitor_dag_defers_detects_and_requests_retraining(
         flight_model["version"],
         _now_minus(2),
     )
-    window_end = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=6)).isoformat()
-    run = module.monitor.test(
-        run_conf={"log_url": log_url, "model_name": flight_model["name"], "window_end": window_end}
-    )
+    window_end = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=12)).isoformat()
+    with caplog.at_level(logging.INFO, logger="airflow.sdk.definitions.dag"):
+        run = module.monitor.test(
+            run_conf={"log_url": log_url, "model_name": flight_model["name"], "window_end": window_end}
+        )
+    assert "[DAG TEST] running trigger in line" in caplog.text  # the sensor deferred
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
     assert states == {"data_drift": "success", "request_retrain": "success"}

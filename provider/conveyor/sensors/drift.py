@@ -167,13 +167,13 @@ class _InferenceLogSensor(BaseSensorOperator):
             min_new_rows=state["min_new_rows"],
             poll_interval=float(self.poke_interval),
             storage_options=self.storage_options,
+            echo=state,
         )
 
     def _defer(self, state: dict[str, Any]) -> None:
         self.defer(
             trigger=self._trigger(state),
             method_name="execute_complete",
-            kwargs={"state": state},
             timeout=timedelta(seconds=self.timeout),
         )
 
@@ -188,11 +188,12 @@ class _InferenceLogSensor(BaseSensorOperator):
                 return payload
         self._defer(self._state)
 
-    def execute_complete(self, context: Any, event: dict[str, Any], state: dict[str, Any]) -> Any:
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if event.get("status") == "error":
             raise AirflowException(
                 f"{self.task_id}: counting inference-log rows failed: {event.get('message')}"
             )
+        state = dict(event["echo"])  # what the trigger waited for: version, window end, re-check point
         payload = self._evaluate(state, event)
         if payload is None:
             self._defer(state)

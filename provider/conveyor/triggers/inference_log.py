@@ -19,6 +19,8 @@ class InferenceLogTrigger(BaseTrigger):
 
     :param window_end: ISO timestamp of a fixed window end, or ``None`` for a window sliding with now.
     :param kind: ``predictions`` or ``feedback``.
+    :param echo: plain-JSON data returned untouched in the event (the waiting task's state: it
+        survives even where method kwargs do not, e.g. ``dag.test()``, which passes only the event).
     """
 
     def __init__(
@@ -34,6 +36,7 @@ class InferenceLogTrigger(BaseTrigger):
         min_new_rows: int = 0,
         poll_interval: float = 60.0,
         storage_options: dict | None = None,
+        echo: dict | None = None,
     ) -> None:
         super().__init__()
         self.log_url = log_url
@@ -47,6 +50,7 @@ class InferenceLogTrigger(BaseTrigger):
         self.min_new_rows = int(min_new_rows)
         self.poll_interval = float(poll_interval)
         self.storage_options = storage_options
+        self.echo = echo
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -63,6 +67,7 @@ class InferenceLogTrigger(BaseTrigger):
                 "min_new_rows": self.min_new_rows,
                 "poll_interval": self.poll_interval,
                 "storage_options": self.storage_options,
+                "echo": self.echo,
             },
         )
 
@@ -82,10 +87,14 @@ class InferenceLogTrigger(BaseTrigger):
                     min_new_rows=self.min_new_rows,
                 )
             except Exception as exc:
-                yield TriggerEvent({"status": "error", "message": f"{type(exc).__name__}: {exc}"})
+                yield TriggerEvent(
+                    {"status": "error", "message": f"{type(exc).__name__}: {exc}", "echo": self.echo}
+                )
                 return
             if state["ready"]:
-                yield TriggerEvent({"status": "closed" if state["closed"] else "ready", **state})
+                yield TriggerEvent(
+                    {"status": "closed" if state["closed"] else "ready", **state, "echo": self.echo}
+                )
                 return
             self.log.info(
                 "inference log %s: %d/%d rows in window, %d/%d new; waiting",
