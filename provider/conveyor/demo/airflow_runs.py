@@ -59,7 +59,9 @@ def follow(
         if approve:
             for pending in client.hitl_details(dag_id, run_id, response_received=False):
                 task_id = (pending.get("task_instance") or {}).get("task_id")
-                if task_id and task_id not in answered:
+                # The request exists a moment before the task parks in awaiting_input; an answer
+                # in that moment fails the task (seen on Airflow 3.3), so answer only once parked.
+                if task_id and task_id not in answered and tasks.get(task_id) == "awaiting_input":
                     client.approve(dag_id, run_id, task_id)
                     answered.add(task_id)
                     note(f"{dag_id} {task_id}: approved through the HITL API (the reviewer's click)")
