@@ -156,9 +156,12 @@ class DemoLoop:
                 try:
                     with self.p.step(title):
                         step()
-                except StepFailed as exc:
+                # Any error ends the step, not the demo: the summary and the URLs still show
+                # what happened, and the services stay up to look into it.
+                except Exception as exc:
+                    detail = str(exc) if isinstance(exc, StepFailed) else f"{type(exc).__name__}: {exc}"
                     self.p.record(
-                        Outcome(title, "failed", False, detail=str(exc), seconds=time.monotonic() - began)
+                        Outcome(title, "failed", False, detail=detail, seconds=time.monotonic() - began)
                     )
                     if essential:
                         break
@@ -168,10 +171,7 @@ class DemoLoop:
 
     def prepare(self) -> None:
         for dag_id in DAGS:
-            try:
-                self.af.wait_for_dag(dag_id, timeout=180)
-            except TimeoutError as exc:
-                raise StepFailed(str(exc)) from exc
+            self.af.wait_for_dag(dag_id, timeout=180)
         self.ml_ci_params = set(self.af.dag_details("ml_ci").get("params") or {})
         for dag_id in ("ml_ci", "ml_cd"):
             self.af.unpause_dag(dag_id)
