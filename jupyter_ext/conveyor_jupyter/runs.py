@@ -25,12 +25,16 @@ def parse_run_ref(ref: str, last: tuple[str, str] | None) -> tuple[str, str]:
 
 
 def pending_approvals(hitl_details: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Open approval requests as ``{task_id, subject, body, options}``."""
+    """Open approval requests as ``{task_id, subject, body, options}``.
+
+    Only requests whose task is parked in ``awaiting_input``: Airflow 3.3 writes the request a
+    moment before the task parks, and an answer given in that moment fails the task.
+    """
     out = []
     for detail in hitl_details:
-        if detail.get("response_received"):
-            continue
         ti = detail.get("task_instance") or {}
+        if detail.get("response_received") or ti.get("state") != "awaiting_input":
+            continue
         out.append(
             {
                 "dag_id": ti.get("dag_id"),
