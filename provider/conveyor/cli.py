@@ -212,6 +212,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from conveyor.clients.gateway import GatewayClientError
 
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["demo"]:
+        # The demo parses its own options (conveyor demo --help); argparse here would claim them.
+        return cmd_demo(argparse.Namespace(rest=argv[1:]))
     args = parser().parse_args(argv)
     try:
         return args.func(args)

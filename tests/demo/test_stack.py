@@ -10,7 +10,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conveyor.demo import main as demo_main
+from conveyor.cli import main as conveyor_cli
 from conveyor.demo.stack import airflow_env, port_or_free, start_stack
 from conveyor.local import services
 from conveyor.local.process import free_port
@@ -80,7 +80,8 @@ def test_stack_starts_everything_and_down_stops_it(tmp_path: Path, capsys: pytes
         assert any(line.startswith("Airflow") and "login admin / admin" in line for line in lines)
         pids = [entry["pid"] for entry in recorded.values()]
     finally:
-        assert demo_main(["--var", str(var), "--down"]) == 0
+        # The CLI path users type (`conveyor demo --down`; make down reads the same record).
+        assert conveyor_cli(["demo", "--var", str(var), "--down"]) == 0
 
     out = capsys.readouterr().out
     assert out.startswith("stopped: ") and all(name in out for name in EXPECTED)
