@@ -56,3 +56,14 @@ def mlflow_uri(mlflow_server: MlflowServer, monkeypatch: pytest.MonkeyPatch) -> 
     mlflow.set_tracking_uri(mlflow_server.url)
     mlflow.set_registry_uri(mlflow_server.url)
     return mlflow_server.url
+
+
+@pytest.fixture
+def mlflow_conn(mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``mlflow_default`` as Airflow tasks see it: a JSON connection in the environment."""
+    import json
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "conveyor_mlflow", "host": mlflow_uri})
+    )
+    return mlflow_uri

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
 
@@ -50,12 +49,3 @@ def flight_model(mlflow_server: MlflowServer) -> dict[str, str]:
         mlflow_server.url, name, months=("2013-01", "2013-02", "2013-03"), max_rows=4000
     )
     return {"name": name, "version": str(version.version), "run_id": version.run_id}
-
-
-@pytest.fixture
-def mlflow_conn(mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The ``mlflow_default`` connection the sensors use, pointing at the session server."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "conveyor_mlflow", "host": mlflow_uri})
-    )
-    return mlflow_uri

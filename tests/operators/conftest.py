@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import json
 import uuid
 from pathlib import Path
 from types import ModuleType
@@ -53,15 +52,6 @@ def add_challenger(client: MlflowClient, flight_versions: dict[str, str], model_
         return mv.version
 
     return add
-
-
-@pytest.fixture
-def mlflow_conn(mlflow_uri: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """``mlflow_default`` as Airflow sees it: a JSON connection in the environment."""
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_MLFLOW_DEFAULT", json.dumps({"conn_type": "conveyor_mlflow", "host": mlflow_uri})
-    )
-    return mlflow_uri
 
 
 @pytest.fixture(scope="session")
