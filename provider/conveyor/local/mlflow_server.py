@@ -61,7 +61,9 @@ class MlflowServer:
             "--workers",
             "1",
         ]
-        self.proc = start_group(cmd, self.log_path)
+        # The job runner (huey workers for GenAI evaluation jobs and trace roll-ups) is four more
+        # processes per server that tracking and the registry never use.
+        self.proc = start_group(cmd, self.log_path, env={"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
         try:
             wait_http(f"{self.url}/health", timeout=timeout, proc=self.proc)
         except (RuntimeError, TimeoutError) as exc:
