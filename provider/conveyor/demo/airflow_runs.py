@@ -38,16 +38,22 @@ def follow(
     *,
     timeout: float = 900.0,
     approve: bool = True,
+    approve_after_s: float = 10.0,
     poll: float = 2.0,
 ) -> FinishedRun:
     """Wait for a run to finish, printing task state changes; answer its approvals with Approve.
 
     ``approve`` plays the reviewer of ``ml_cd``'s human-approval task: the demo is unattended,
     so it approves through the HITL API and says so, exactly where a person would click.
+    It answers ``approve_after_s`` after the task parked in ``awaiting_input``, as a person
+    would: on Airflow 3.3 an answer given before the scheduler has processed the exit of the
+    task's first process (a second or two) makes the scheduler mark the resumed task failed
+    ("finished with state success, but the task instance's state attribute is queued").
     """
     began = time.monotonic()
     deadline = began + timeout
     seen: dict[str, str | None] = {}
+    parked: dict[str, float] = {}  # task id -> when it was first seen awaiting input
     answered: set[str] = set()
     while True:
         run = client.get_dag_run(dag_id, run_id)
@@ -55,13 +61,18 @@ def follow(
         for task_id, state in tasks.items():
             if state != seen.get(task_id) and state is not None:
                 note(f"{dag_id} {task_id}: {state}")
+            if state == "awaiting_input":
+                parked.setdefault(task_id, time.monotonic())
         seen = tasks
         if approve:
             for pending in client.hitl_details(dag_id, run_id, response_received=False):
                 task_id = (pending.get("task_instance") or {}).get("task_id")
-                # The request exists a moment before the task parks in awaiting_input; an answer
-                # in that moment fails the task (seen on Airflow 3.3), so answer only once parked.
-                if task_id and task_id not in answered and tasks.get(task_id) == "awaiting_input":
+                if (
+                    task_id
+                    and task_id not in answered
+                    and tasks.get(task_id) == "awaiting_input"
+                    and time.monotonic() - parked[task_id] >= approve_after_s
+                ):
                     client.approve(dag_id, run_id, task_id)
                     answered.add(task_id)
                     note(f"{dag_id} {task_id}: approved through the HITL API (the reviewer's click)")
