@@ -56,11 +56,7 @@ def _wait(what: str, probe, timeout: float = 300.0, poll: float = 2.0):
 
 def _pending_approval(client: AirflowClient, run_id: str) -> dict:
     """Wait until the run's approval task asks its question (what the Required Actions page lists)."""
-    return _wait(
-        f"approval request in ml_cd/{run_id}",
-        lambda: client.hitl_details("ml_cd", run_id, response_received=False),
-        timeout=420,
-    )[0]
+    return client.wait_for_approval("ml_cd", run_id, timeout=420)
 
 
 def _champion(mlflow_server: MlflowServer) -> tuple[str | None, int]:

@@ -131,6 +131,8 @@ def test_approve_answers_the_pending_approval_and_the_run_finishes(ip, jupyter_a
     status = _wait_for_approval(ip, ref)
     assert status.approvals[0]["subject"] == "Release candidate-1?"
     assert "awaiting approval: approve_release" in repr(status)
+    # As a person would, answer after reading (AirflowClient.wait_for_approval: Airflow 3.3 race).
+    jupyter_airflow_client.wait_for_approval(*ref.split("/", 1), timeout=60)
     ip.run_line_magic("conveyor", f"approve {ref}")
     final = jupyter_airflow_client.wait_for_run("conveyor_ui_approval", view.run_id, timeout=180)
     assert final["state"] == "success"

@@ -453,6 +453,33 @@ class AirflowClient(_Endpoints):
                     ) from None
                 time.sleep(poll)
 
+    def wait_for_approval(
+        self, dag_id: str, run_id: str, timeout: float = 600.0, settle: float = 10.0, poll: float = 1.0
+    ) -> dict[str, Any]:
+        """The run's first open approval, once its task has sat in ``awaiting_input`` for ``settle`` s.
+
+        Airflow 3.3.2 fails a HITL task answered before the scheduler has processed the exit of
+        its first process: the answer re-queues the task, then ``process_executor_events`` sees
+        "finished with state success, but the state attribute is queued" and fails it. A person
+        never answers that fast; a script must wait like one.
+        """
+        deadline = time.monotonic() + timeout
+        parked_since: float | None = None
+        while True:
+            pending = [
+                d
+                for d in self.hitl_details(dag_id, run_id, response_received=False)
+                if (d.get("task_instance") or {}).get("state") == "awaiting_input"
+            ]
+            now = time.monotonic()
+            parked_since = (parked_since or now) if pending else None
+            if pending and now - parked_since >= settle:
+                return pending[0]
+            if now > deadline:
+                states = {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
+                raise TimeoutError(f"{dag_id}/{run_id}: no approval waiting after {timeout:.0f}s: {states}")
+            time.sleep(poll)
+
     def wait_for_run(
         self, dag_id: str, run_id: str, timeout: float = 600.0, poll: float = 2.0
     ) -> dict[str, Any]:

@@ -125,6 +125,8 @@ def test_approve_through_the_server(fetch, jupyter_airflow_client):
     assert {"dag_id": "conveyor_ui_approval", "run_id": run["run_id"]}.items() <= next(
         p for p in pending if p["run_id"] == run["run_id"]
     ).items()
+    # As a person would, answer after reading (AirflowClient.wait_for_approval: Airflow 3.3 race).
+    jupyter_airflow_client.wait_for_approval("conveyor_ui_approval", run["run_id"], timeout=60)
     answer = json.loads(
         fetch("runs", "conveyor_ui_approval", run_seg, "approve", method="POST", body={}).body
     )

@@ -123,6 +123,9 @@ def test_approve_a_pending_approval_with_confirmation(page, artifacts_dir: Path,
     approval = page.locator(f'.jp-Conveyor-detail[data-run="{ref}"] [data-approval="approve_release"]')
     approval.wait_for(timeout=RUN_TIMEOUT_MS)
     page.screenshot(path=artifacts_dir / "05-approval-pending.png")
+    # A person reads the request before clicking; answering at once trips an Airflow 3.3 race
+    # (see AirflowClient.wait_for_approval).
+    jupyter_airflow_client.wait_for_approval(*ref.split("/", 1), timeout=60)
     approval.locator('button[data-action="approve"]').click()
     dialog = page.locator(".jp-Dialog")
     dialog.wait_for(timeout=10_000)
