@@ -207,32 +207,10 @@ def test_models_and_drift_read_the_registry(ip, mlflow_server, tmp_path):
     with pytest.raises(UsageError, match="no drift report"):
         ip.run_line_magic("conveyor", f"drift {name}")
 
-    # A real check, recorded the way the monitoring sensors record it: scipy backend on a warm
-    # window against a cold reference, so ``temp`` drifts and ``distance`` does not.
-    import numpy as np
-    import pandas as pd
+    from conveyor.core.drift.monitor import DATA_DRIFT
+    from tests.support.drift import record_drift_check
 
-    from conveyor.core.drift import DriftConfig, build_detector
-    from conveyor.core.drift.monitor import DATA_DRIFT, record_run
-    from conveyor.core.drift.report import plot_feature_drift
-    from conveyor.core.drift.window import Window
-
-    rng = np.random.default_rng(0)
-    reference = pd.DataFrame({"temp": rng.normal(35, 8, 2000), "distance": rng.normal(1000, 300, 2000)})
-    window = pd.DataFrame({"temp": rng.normal(60, 8, 500), "distance": rng.normal(1000, 300, 500)})
-    detector = build_detector(reference, DriftConfig(backend="scipy"))
-    result = detector.check(window)
-    record_run(
-        client,
-        kind=DATA_DRIFT,
-        model_name=name,
-        model_version=versions[1],
-        window=Window.ending("2013-04-30T00:00:00Z", hours=24),
-        decision=result.is_drift,
-        metrics={"drift_share": result.drift_share},
-        report=result.to_dict(),
-        figures={"feature_drift.png": plot_feature_drift(detector, window, result)},
-    )
+    record_drift_check(client, name, versions[1])
     drift = ip.run_line_magic("conveyor", f"drift {name}")
     assert drift.summary["model_version"] == versions[1]
     assert drift.summary["plots"] == [f"{DATA_DRIFT}/feature_drift.png"]

@@ -138,3 +138,37 @@ def test_approve_a_pending_approval_with_confirmation(page, artifacts_dir: Path,
     dag_id, run_id = ref.split("/", 1)
     states = {t["task_id"]: t["state"] for t in jupyter_airflow_client.task_instances(dag_id, run_id)}
     assert states == {"build": "success", "approve_release": "success", "release": "success"}
+
+
+def test_models_tab_compares_champion_and_challenger_and_drift_tab_shows_the_plot(
+    page, artifacts_dir: Path, mlflow_server
+) -> None:
+    from mlflow import MlflowClient
+
+    from tests.support.drift import record_drift_check
+    from tests.support.models import register_flight_model
+
+    client = MlflowClient(mlflow_server.url)
+    # The panel's default model (setting ``modelName``): two real versions, one per alias.
+    champion = register_flight_model(mlflow_server.url, "flight_delays", alias="champion")
+    challenger = register_flight_model(mlflow_server.url, "flight_delays", alias="challenger", seed=3)
+    auc = {mv.version: client.get_run(mv.run_id).data.metrics["roc_auc"] for mv in (champion, challenger)}
+    record_drift_check(client, "flight_delays", challenger.version)
+
+    page.locator('button[data-tab="models"]').click()
+    row = page.locator('.jp-Conveyor-comparison tr[data-metric="roc_auc"]')
+    row.wait_for(timeout=60_000)
+    _, shown_champion, shown_challenger, shown_delta = row.locator("td").all_inner_texts()
+    assert float(shown_champion) == pytest.approx(auc[champion.version], abs=1e-4)
+    assert float(shown_challenger) == pytest.approx(auc[challenger.version], abs=1e-4)
+    assert float(shown_delta) == pytest.approx(auc[challenger.version] - auc[champion.version], abs=1e-4)
+    aliases = page.locator(f'.jp-Conveyor-versions tr[data-version="{champion.version}"] td').nth(1)
+    assert "champion" in aliases.inner_text()
+    page.screenshot(path=artifacts_dir / "08-models-champion-vs-challenger.png")
+
+    page.locator('button[data-tab="drift"]').click()
+    plot = page.locator("img.jp-Conveyor-plot")
+    plot.wait_for(timeout=60_000)
+    page.wait_for_function("() => document.querySelector('img.jp-Conveyor-plot').naturalWidth > 0")
+    assert '"is_drift": true' in page.locator(".jp-Conveyor-drift-report").inner_text()
+    page.screenshot(path=artifacts_dir / "09-drift-plot.png")
