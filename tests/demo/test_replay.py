@@ -12,22 +12,7 @@ from conveyor.core.inference_log import join_feedback, read_feedback, read_predi
 from conveyor.local.gateway import GatewayServer
 from conveyor.local.process import free_port
 from conveyor.local.replay import Replay, ReplayError
-
-FEATURES = (
-    "carrier",
-    "origin",
-    "dest",
-    "hour",
-    "day_of_week",
-    "distance",
-    "temp",
-    "dewp",
-    "humid",
-    "wind_speed",
-    "precip",
-    "pressure",
-    "visib",
-)
+from flight_delays.schema import FEATURES
 
 
 @pytest.fixture(scope="module")
