@@ -55,6 +55,19 @@ def _hours(start: pd.Timestamp, end: pd.Timestamp) -> Iterator[pd.Timestamp]:
         hour += timedelta(hours=1)
 
 
+def partition_files(fs: Any, root: str, kind: str, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
+    """Parquet files of ``kind`` in the hour folders that ``[start, end)`` touches, oldest first.
+
+    A listing only, no file is read: cheap enough for a triggerer polling for new rows.
+    """
+    files: list[str] = []
+    for hour in _hours(start, end):
+        folder = _partition_path(root, kind, hour)
+        if fs.exists(folder):
+            files.extend(sorted(fs.glob(f"{folder}/*.parquet")))
+    return files
+
+
 def _is_column(value: Any) -> bool:
     return not isinstance(value, str | bytes) and hasattr(value, "__len__")
 
@@ -140,13 +153,9 @@ def _read(
         raise ValueError(f"empty time window: end {end_ts} is not after start {start_ts}")
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     frames = []
-    for hour in _hours(start_ts, end_ts):
-        folder = _partition_path(root, kind, hour)
-        if not fs.exists(folder):
-            continue
-        for path in sorted(fs.glob(f"{folder}/*.parquet")):
-            with fs.open(path, "rb") as handle:
-                frames.append(pq.read_table(handle).to_pandas())
+    for path in partition_files(fs, root, kind, start_ts, end_ts):
+        with fs.open(path, "rb") as handle:
+            frames.append(pq.read_table(handle).to_pandas())
     if not frames:
         return pd.DataFrame(
             columns=list(PREDICTION_META_COLUMNS if kind == PREDICTIONS else FEEDBACK_COLUMNS)

@@ -66,18 +66,15 @@ class RowCounter:
         )
         columns = ["ts", *[c for c, v in filters.items() if v is not None]]
         stamps = []
-        for hour in inference_log._hours(window.start, window.end):
-            folder = inference_log._partition_path(root, self.kind, hour)
-            paths = fs.glob(f"{folder}/*.parquet") if fs.exists(folder) else []
-            for path in paths:
-                if path not in self._seen:
-                    with fs.open(path, "rb") as handle:
-                        table = pq.read_table(handle, columns=columns).to_pandas()
-                    for column, wanted in filters.items():
-                        if wanted is not None:
-                            table = table[table[column].astype(str) == str(wanted)]
-                    self._seen[path] = pd.to_datetime(table["ts"], utc=True).to_numpy(dtype="datetime64[ns]")
-                stamps.append(self._seen[path])
+        for path in inference_log.partition_files(fs, root, self.kind, window.start, window.end):
+            if path not in self._seen:
+                with fs.open(path, "rb") as handle:
+                    table = pq.read_table(handle, columns=columns).to_pandas()
+                for column, wanted in filters.items():
+                    if wanted is not None:
+                        table = table[table[column].astype(str) == str(wanted)]
+                self._seen[path] = pd.to_datetime(table["ts"], utc=True).to_numpy(dtype="datetime64[ns]")
+            stamps.append(self._seen[path])
         if not stamps:
             return 0
         ts = np.concatenate(stamps)
