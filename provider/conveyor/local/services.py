@@ -21,18 +21,24 @@ from pathlib import Path
 
 import psutil
 
+from conveyor.core import atomic
+
 DEFAULT_STATE_FILE = Path("var/services.json")
 
 
 @contextmanager
 def _locked(state_file: Path) -> Iterator[dict[str, dict]]:
-    """Read-modify-write under an exclusive lock: several starters may record at once."""
+    """Read-modify-write under an exclusive lock: several starters may record at once.
+
+    The lock orders the writers; ``running`` reads without it (``make down`` must not wait for a
+    starter), so the file is replaced atomically and a reader sees the old record or the new one.
+    """
     state_file.parent.mkdir(parents=True, exist_ok=True)
     with open(state_file.with_suffix(".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = json.loads(state_file.read_text()) if state_file.exists() else {}
         yield state
-        state_file.write_text(json.dumps(state, indent=2) + "\n")
+        atomic.write_text(state_file, json.dumps(state, indent=2) + "\n")
 
 
 def record(
