@@ -4,13 +4,13 @@
 Each run is a child process (``python -m conveyor_jupyter.kedro_jobs``) that runs Kedro and
 records its state in ``<jobs_root>/<id>/state.json``. The kernel and the Jupyter server share that
 folder (the Jupyter runtime dir), so the side panel and the run renderer follow a run that a
-kernel started, and the run survives a kernel restart.
+kernel started, and the run survives a kernel restart. The server reads ``state.json`` while the
+child rewrites it, so every write replaces the file atomically (``conveyor.core.atomic``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -21,6 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from conveyor.core import atomic
 from conveyor.local.process import log_tail, start_group
 from conveyor_jupyter.views import RunView
 
@@ -68,10 +71,26 @@ class KedroJob:
         return self.folder / "kedro.log"
 
     def state(self) -> dict[str, Any]:
+        """The recorded state; a run whose runner died before recording its end reads as failed.
+
+        The runner writes the final state before it exits, so "running" read *after* seeing the
+        runner gone means it was killed (OOM, SIGKILL, a reboot) and will never say more.
+        """
         path = self.folder / "state.json"
         if not path.exists():
             raise KedroJobError(f"no Kedro run {self.job_id!r} under {self.root}")
-        return json.loads(path.read_text())
+        state = json.loads(path.read_text())
+        if state["state"] != "running" or _runner_alive(state):
+            return state
+        state = json.loads(path.read_text())
+        if state["state"] != "running":
+            return state  # it recorded its end between the two reads
+        return {
+            **state,
+            "state": "failed",
+            "message": f"the runner (pid {state['pid']}) ended without recording how kedro run finished; "
+            f"see {self.log_path} and {self.folder / 'runner.log'}",
+        }
 
     def view(self, mlflow_ui: str = "") -> RunView:
         state = self.state()
@@ -113,10 +132,19 @@ def start(project: Path, pipeline: str, params: list[str], root: Path, env: dict
         "state": "queued",
         "start_date": _now(),
     }
-    (job.folder / "state.json").write_text(json.dumps(spec))
+    atomic.write_text(job.folder / "state.json", json.dumps(spec))
     cmd = [sys.executable, "-m", "conveyor_jupyter.kedro_jobs", str(job.folder)]
     start_group(cmd, job.folder / "runner.log", env={"KEDRO_DISABLE_TELEMETRY": "1", **env}, cwd=project)
     return job
+
+
+def _runner_alive(state: dict[str, Any]) -> bool:
+    """Whether the recorded runner still runs (a zombie does not; a reused pid is not it)."""
+    try:
+        proc = psutil.Process(state["pid"])
+        return proc.status() != psutil.STATUS_ZOMBIE and abs(proc.create_time() - state["pid_started"]) < 1.0
+    except (psutil.NoSuchProcess, KeyError):
+        return False
 
 
 def _run(folder: Path) -> int:
@@ -126,7 +154,9 @@ def _run(folder: Path) -> int:
     cmd = [sys.executable, "-m", "kedro", "run", "--pipeline", spec["pipeline"]]
     if spec["params"]:
         cmd += ["--params", spec["params"]]
-    path.write_text(json.dumps({**spec, "state": "running", "pid": os.getpid()}))
+    me = psutil.Process()
+    running = {**spec, "state": "running", "pid": me.pid, "pid_started": me.create_time()}
+    atomic.write_text(path, json.dumps(running))
     started = time.monotonic()
     with open(folder / "kedro.log", "ab") as log:
         code = subprocess.call(cmd, cwd=spec["project"], stdout=log, stderr=subprocess.STDOUT)
@@ -137,7 +167,7 @@ def _run(folder: Path) -> int:
         "end_date": _now(),
         "message": f"kedro run exited with {code} after {time.monotonic() - started:.0f}s",
     }
-    path.write_text(json.dumps(final))
+    atomic.write_text(path, json.dumps(final))
     return code
 
 
