@@ -26,6 +26,13 @@ def _pairs(values: list[str]) -> dict[str, str]:
     return out
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return value
+
+
 def _token(args: argparse.Namespace) -> str | None:
     return args.token or os.environ.get("CONVEYOR_GATEWAY_TOKEN")
 
@@ -45,9 +52,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # other and turn a 1 ms batch into 100 ms; the gateway gets its parallelism from batching.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(args.threads)
+    if args.log_fsync and not args.log_durable:
+        raise SystemExit("--log-fsync needs --log-durable: it is the spool that is fsynced")
+    if args.log_durable and args.log_url == "none":
+        raise SystemExit("--log-durable needs an inference log: --log-url is 'none'")
     config = GatewayConfig(
         admin_token=token,
         log_url=None if args.log_url == "none" else args.log_url,
+        log_flush_interval_s=args.log_flush_interval_s,
+        log_max_queued_rows=args.log_max_queued_rows,
+        log_spool_dir=args.log_spool if args.log_durable else None,
+        log_fsync=args.log_fsync,
         max_body_bytes=args.max_body_bytes,
         max_batch_rows=args.max_batch_rows,
         keep_previous_s=args.keep_previous_s,
@@ -153,6 +168,28 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--deploy", action="append", default=[], metavar="NAME=MODEL_URI", help="repeatable")
     serve.add_argument(
         "--log-url", default="var/inference-log", help="fsspec URL of the inference log, or 'none'"
+    )
+    serve.add_argument(
+        "--log-flush-interval-s",
+        type=_positive_float,
+        default=1.0,
+        help="seconds between inference-log writes: what a crash loses without --log-durable",
+    )
+    serve.add_argument(
+        "--log-max-queued-rows", type=int, default=100_000, help="rows past it are dropped (and counted)"
+    )
+    serve.add_argument(
+        "--log-durable",
+        action="store_true",
+        help="append every answered row to a local spool before answering; replayed after a crash",
+    )
+    serve.add_argument(
+        "--log-spool",
+        default="var/inference-spool",
+        help="local folder of the durable spool (one per gateway)",
+    )
+    serve.add_argument(
+        "--log-fsync", action="store_true", help="with --log-durable: fsync the spool per request"
     )
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
     serve.add_argument("--max-batch-rows", type=int, default=2048)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -9,6 +11,59 @@ from conveyor.core.rollout import State
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class InferenceLogMetrics:
+    """The inference-log writer's ``LogEvents`` as Prometheus series: a row answered but not logged
+    must show up on a dashboard and in an alert, not only in the gateway's log file."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.rows_written = Counter(
+            "conveyor_inference_log_rows_written",
+            "Rows written to the inference log, by kind (predictions, feedback).",
+            ("kind",),
+            registry=registry,
+        )
+        self.rows_failed = Counter(
+            "conveyor_inference_log_rows_failed",
+            "Rows set aside in the dead-letter file instead of the log (cause: encode, storage).",
+            ("kind", "cause"),
+            registry=registry,
+        )
+        self.rows_dropped = Counter(
+            "conveyor_inference_log_rows_dropped",
+            "Rows lost: queue full, or storage refused both the log and the dead-letter file.",
+            ("kind", "cause"),
+            registry=registry,
+        )
+        self.queue_rows = Gauge(
+            "conveyor_inference_log_queue_rows",
+            "Rows queued in memory, not yet written.",
+            registry=registry,
+        )
+        self.write_seconds_histogram = Histogram(
+            "conveyor_inference_log_write_seconds",
+            "Time to write one flush of one kind (encode, store, dead-letter).",
+            ("kind",),
+            buckets=WRITE_BUCKETS,
+            registry=registry,
+        )
+
+    def track_queue(self, queued_rows: Callable[[], int]) -> None:
+        self.queue_rows.set_function(queued_rows)
+
+    def written(self, kind: str, rows: int) -> None:
+        self.rows_written.labels(kind).inc(rows)
+
+    def failed(self, kind: str, rows: int, cause: str) -> None:
+        self.rows_failed.labels(kind, cause).inc(rows)
+
+    def dropped(self, kind: str, rows: int, cause: str) -> None:
+        self.rows_dropped.labels(kind, cause).inc(rows)
+
+    def write_seconds(self, kind: str, seconds: float) -> None:
+        self.write_seconds_histogram.labels(kind).observe(seconds)
 
 
 class GatewayMetrics:
@@ -57,6 +112,7 @@ class GatewayMetrics:
             ("deployment",),
             registry=self.registry,
         )
+        self.inference_log = InferenceLogMetrics(self.registry)
         self._weights: dict[str, set[tuple[str, str, str]]] = {}
 
     def set_weights(self, deployment: str, weights: dict[str, tuple[str, float]]) -> None:
