@@ -58,7 +58,11 @@ class GatewayError(Exception):
 class GatewayConfig:
     admin_token: str
     log_url: str | None = None
-    log_flush_interval_s: float = 5.0
+    # A SIGKILL loses at most the rows queued in the last flush interval, unless the spool is on.
+    log_flush_interval_s: float = 1.0
+    log_max_queued_rows: int = 100_000  # past it rows are dropped (counted), the request never waits
+    log_spool_dir: str | None = None  # durable mode: each answered row is on local disk first
+    log_fsync: bool = False  # durable mode: fsync the spool per request (survives power loss too)
     max_body_bytes: int = 1 << 20
     max_batch_rows: int = 2048
     max_shadow_in_flight: int = 64
@@ -83,10 +87,19 @@ class Gateway:
         self.deployments: dict[str, Deployment] = {}
         self.default: str | None = None
         self.log = (
-            InferenceLogWriter(config.log_url, flush_interval_s=config.log_flush_interval_s)
+            InferenceLogWriter(
+                config.log_url,
+                flush_interval_s=config.log_flush_interval_s,
+                max_queued_rows=config.log_max_queued_rows,
+                spool_dir=config.log_spool_dir,
+                fsync=config.log_fsync,
+                events=self.metrics.inference_log,
+            )
             if config.log_url
             else None
         )
+        if self.log is not None:
+            self.metrics.inference_log.track_queue(lambda: self.log.queued_rows)
         self._controllers: dict[str, RolloutController] = {}
         self._shadow_tasks: set[asyncio.Task] = set()
         self._recent: OrderedDict[str, tuple[str, str, Any]] = (
