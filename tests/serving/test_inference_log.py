@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import fsspec
 import pandas as pd
 import pytest
+from fsspec.implementations.memory import MemoryFileSystem
 
 from conveyor.core import inference_log as il
+from conveyor.serving.metrics import GatewayMetrics
 
 FEATURES = {
     "carrier": ["UA", "AA", "DL"],
@@ -121,3 +126,185 @@ def test_request_chunks_without_timestamps_are_merged_and_stamped(tmp_path: Path
     assert pd.isna(frame.loc["b-0", "delayed"])
     assert ((frame["ts"] >= before) & (frame["ts"] <= after)).all()
     assert len(list(tmp_path.glob("predictions/**/*.parquet"))) <= 2  # one file per hour touched
+
+
+# ---- whole files only: readers never see a partial one -------------------------------------------
+def _hour_folder(root: Path, ts: str = "2013-01-01T00:00") -> Path:
+    hour = pd.Timestamp(ts, tz="UTC")
+    return root / "predictions" / f"date={hour:%Y-%m-%d}" / f"hour={hour:%H}"
+
+
+def test_reader_skips_files_that_are_not_complete_parquet(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with il.InferenceLogWriter(str(tmp_path)) as writer:
+        writer.append_predictions(_predictions(["2013-01-01T00:10"] * 3))
+    folder = _hour_folder(tmp_path)
+    (good,) = folder.glob("*.parquet")
+    (folder / "empty.parquet").write_bytes(b"")  # what another tool's crash leaves
+    (folder / "torn.parquet").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (folder / f"{good.name}.0123456789ab.tmp").write_bytes(b"PAR1")  # a writer's temporary
+    with caplog.at_level("WARNING", logger=il.__name__):
+        frame = il.read_predictions(str(tmp_path), "2013-01-01", "2013-01-02")
+    assert len(frame) == 3
+    skipped = sorted(Path(r.args[0]).name for r in caplog.records if "skipping" in r.msg)
+    assert skipped == ["empty.parquet", "torn.parquet"]
+
+
+def test_object_store_files_arrive_whole_in_one_put() -> None:
+    """fsspec's memory store stands for S3/GCS: no rename there, one PUT per file, no temporaries."""
+    url = f"memory://inference-log-{uuid.uuid4().hex}"
+    with il.InferenceLogWriter(url) as writer:
+        writer.append_predictions(_predictions(["2013-01-01T00:10"] * 3))
+    fs, root = fsspec.core.url_to_fs(url)
+    files = fs.find(root)
+    assert len(files) == 1 and files[0].endswith(".parquet")
+    assert len(il.read_predictions(url, "2013-01-01", "2013-01-02")) == 3
+
+
+def test_writer_removes_the_stale_temporaries_of_a_crashed_writer(tmp_path: Path) -> None:
+    folder = _hour_folder(tmp_path)
+    folder.mkdir(parents=True)
+    stale, live = folder / "a.parquet.000000000000.tmp", folder / "b.parquet.111111111111.tmp"
+    stale.write_bytes(b"PAR1 half")
+    live.write_bytes(b"PAR1 being written")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
+    writer = il.InferenceLogWriter(str(tmp_path), flush_interval_s=0.05)
+    try:
+        deadline = time.monotonic() + 10
+        while stale.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not stale.exists()
+        assert live.exists()  # young: maybe a live writer's, never touched
+    finally:
+        writer.close()
+
+
+# ---- no row lost to one bad row --------------------------------------------------------------------
+def _counter(metrics: GatewayMetrics, name: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+@pytest.fixture
+def metrics() -> GatewayMetrics:
+    """The gateway's real Prometheus series, fed by the writer as in the gateway."""
+    return GatewayMetrics()
+
+
+def test_rows_that_cannot_be_encoded_go_to_dead_letter_and_the_rest_is_written(
+    tmp_path: Path, metrics: GatewayMetrics
+) -> None:
+    url = str(tmp_path)
+    with il.InferenceLogWriter(url, flush_interval_s=60, events=metrics.inference_log) as writer:
+        for i in range(20):
+            writer.append_predictions({"request_id": [f"r{i}"], "hour": [i], "slot": "stable"})
+        writer.append_predictions({"request_id": ["ten"], "hour": ["ten"], "slot": "stable"})
+        writer.append_predictions({"request_id": ["obj"], "hour": [object()], "slot": "stable"})
+        writer.append_predictions({"request_id": ["r20", "r21"], "hour": [20, 21], "slot": "stable"})
+        writer.flush()
+        writer.append_predictions({"request_id": ["later"], "hour": [5], "slot": "stable"})
+    now = pd.Timestamp.now(tz="UTC")
+    frame = il.read_predictions(url, now - pd.Timedelta(hours=2), now + pd.Timedelta(hours=1))
+    assert sorted(frame["request_id"]) == sorted([f"r{i}" for i in range(22)] + ["later"])
+    assert frame["hour"].dtype == "int64"  # the odd string did not turn the column into text
+    dead = il.read_dead_letter(url)
+    assert sorted(entry["row"]["request_id"] for entry in dead) == ["obj", "ten"]
+    by_id = {entry["row"]["request_id"]: entry for entry in dead}
+    assert "'ten'" in by_id["ten"]["reason"] and "int64" in by_id["ten"]["reason"]
+    assert by_id["obj"]["row"]["hour"].startswith("<object object at")  # repr, still valid JSON
+    assert _counter(metrics, "conveyor_inference_log_rows_written_total", kind="predictions") == 23
+    assert (
+        _counter(metrics, "conveyor_inference_log_rows_failed_total", kind="predictions", cause="encode") == 2
+    )
+    assert _counter(metrics, "conveyor_inference_log_write_seconds_count", kind="predictions") == 2
+
+
+def test_a_chunk_with_unusable_timestamps_costs_only_its_rows(tmp_path: Path) -> None:
+    with il.InferenceLogWriter(str(tmp_path), flush_interval_s=60) as writer:
+        writer.append_predictions(_predictions(["2013-01-01T00:10"] * 3))
+        writer.append_predictions({"request_id": ["bad"], "ts": ["not a time"], "hour": [1]})
+    assert len(il.read_predictions(str(tmp_path), "2013-01-01", "2013-01-02")) == 3
+    (dead,) = il.read_dead_letter(str(tmp_path))
+    assert dead["row"]["request_id"] == "bad" and "unusable chunk" in dead["reason"]
+
+
+class FlakyStore(MemoryFileSystem):
+    """An object store whose PUTs fail ``failures`` times (what a storage hiccup looks like)."""
+
+    protocol = "flakymem"
+    failures = 0
+
+    def pipe_file(self, path: str, value: bytes, **kwargs: object) -> None:
+        if FlakyStore.failures > 0:
+            FlakyStore.failures -= 1
+            raise OSError("503 Slow Down")
+        super().pipe_file(path, value, **kwargs)
+
+
+@pytest.fixture
+def flaky() -> Iterator[str]:
+    fsspec.register_implementation("flakymem", FlakyStore, clobber=True)
+    FlakyStore.failures = 0
+    yield f"flakymem://log-{uuid.uuid4().hex}"
+    FlakyStore.failures = 0
+
+
+def test_transient_storage_errors_are_retried(flaky: str, metrics: GatewayMetrics) -> None:
+    FlakyStore.failures = il.InferenceLogWriter.WRITE_ATTEMPTS - 1
+    with il.InferenceLogWriter(flaky, flush_interval_s=60, events=metrics.inference_log) as writer:
+        writer.append_predictions(_predictions(["2013-01-01T00:10"] * 3))
+    assert len(il.read_predictions(flaky, "2013-01-01", "2013-01-02")) == 3
+    assert il.read_dead_letter(flaky) == []
+
+
+def test_storage_that_keeps_failing_costs_a_bounded_time_and_is_counted(
+    flaky: str, metrics: GatewayMetrics
+) -> None:
+    attempts = il.InferenceLogWriter.WRITE_ATTEMPTS
+    FlakyStore.failures = attempts  # the log write gives up; the dead-letter write then succeeds
+    with il.InferenceLogWriter(flaky, flush_interval_s=60, events=metrics.inference_log) as writer:
+        writer.append_predictions(_predictions(["2013-01-01T00:10"] * 3))
+        started = time.monotonic()
+        writer.flush()
+        assert time.monotonic() - started < 5
+        FlakyStore.failures = 2 * attempts  # now neither the log nor the dead-letter file can be written
+        writer.append_predictions(_predictions(["2013-01-01T00:20"] * 3))
+        writer.flush()
+        writer.append_predictions(_predictions(["2013-01-01T00:30"] * 3))  # storage is back
+    assert len(il.read_predictions(flaky, "2013-01-01", "2013-01-02")) == 3
+    dead = il.read_dead_letter(flaky)
+    assert len(dead) == 3 and all(entry["reason"].startswith("storage: OSError") for entry in dead)
+    assert (
+        _counter(metrics, "conveyor_inference_log_rows_failed_total", kind="predictions", cause="storage")
+        == 3
+    )
+    assert (
+        _counter(metrics, "conveyor_inference_log_rows_dropped_total", kind="predictions", cause="storage")
+        == 3
+    )
+
+
+def test_a_full_queue_drops_new_rows_and_counts_them(tmp_path: Path, metrics: GatewayMetrics) -> None:
+    writer = il.InferenceLogWriter(
+        str(tmp_path), flush_interval_s=60, max_rows=5, max_queued_rows=5, events=metrics.inference_log
+    )
+    metrics.inference_log.track_queue(lambda: writer.queued_rows)
+    try:
+        writer.recovered.wait(10)  # the start-up pass flushes too: after it the queue is ours alone
+        writer.append_predictions({"request_id": ["a", "b", "c"], "hour": [1, 2, 3]})
+        assert _counter(metrics, "conveyor_inference_log_queue_rows") == 3
+        started = time.perf_counter()
+        writer.append_predictions({"request_id": ["d", "e", "f"], "hour": [4, 5, 6]})
+        assert time.perf_counter() - started < 0.05  # dropped at once, the caller never waits
+        assert (
+            _counter(
+                metrics, "conveyor_inference_log_rows_dropped_total", kind="predictions", cause="queue_full"
+            )
+            == 3
+        )
+    finally:
+        writer.close()
+    now = pd.Timestamp.now(tz="UTC")
+    frame = il.read_predictions(str(tmp_path), now - pd.Timedelta(hours=2), now + pd.Timedelta(hours=1))
+    assert sorted(frame["request_id"]) == ["a", "b", "c"]

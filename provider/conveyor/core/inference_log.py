@@ -580,6 +580,7 @@ class InferenceLogWriter:
         self._touched: set[str] = set()
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        self.recovered = threading.Event()  # set once the start-up pass (cleanup, spool replay) ran
         self._write_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="inference-log-writer", daemon=True)
         self._thread.start()
@@ -743,6 +744,7 @@ class InferenceLogWriter:
         )
         next_clean = time.monotonic() + self.CLEANUP_INTERVAL_S
         self.flush()  # replays what a previous writer left in the spool
+        self.recovered.set()
         while not self._stopped.is_set():
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
