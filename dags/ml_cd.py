@@ -8,7 +8,10 @@ Required Actions or the REST API; no answer within the timeout counts as Reject;
 skips the question) → rollout by ``strategy`` (canary with analysis and automatic rollback,
 blue-green, or shadow) → ``champion`` moves to the version (not after a shadow, which never takes
 traffic). If the rollout or the promotion fails, the gateway is put back on the current champion,
-so traffic and registry never disagree. A rejected version changes nothing.
+so traffic and registry never disagree, and the run still ends **failed**: ``restore_champion``
+shows the restore as its own green task, ``fail_run`` (red) makes the failure the run's state, so
+alerting and ``on_failure_callback`` see it. A rejected version changes nothing and the run ends
+success; so does a shadow rollout that compared (production never changed hands).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from datetime import datetime, timedelta
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import DAG, Asset, Param, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from conveyor.operators.deploy import DeployModelOperator, InfraValidateOperator, RollbackDeploymentOperator
 from conveyor.operators.registry import PromoteModelOperator
@@ -125,6 +129,17 @@ with DAG(
         trigger_rule="one_failed",
     )
 
+    @task(task_id="fail_run", trigger_rule="one_failed")
+    def fail_run() -> None:
+        """Keep a restored failure red: the run's state is decided by its leaf tasks only, and
+        without this one the successful ``restore_champion`` leaf would turn a failed rollout
+        into a green run that no alert ever sees. Skipped when nothing failed."""
+        raise AirflowFailException(
+            "the rollout or the promotion failed (see the failed task above); restore_champion "
+            "put the deployment back on the champion"
+        )
+
     infra_validate >> deploy_staging >> smoke_test >> route >> [approve, auto_approve] >> rollout
     rollout >> takes_traffic() >> promote_champion
     [rollout, promote_champion] >> restore_champion
+    [rollout, promote_champion] >> fail_run()

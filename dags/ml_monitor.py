@@ -4,8 +4,10 @@ Hourly: a data-drift sensor (inputs vs the training reference sample) and a perf
 (labelled feedback) wait in the triggerer until their window holds enough rows, test it once,
 and report to MLflow and the Pushgateway. If either fired, ``RetrainRequestOperator`` records
 why and returns the ml_ci conf (reason, recent partitions, who asked), which triggers ml_ci.
-A sensor that finds too little traffic before its timeout is skipped (``soft_fail``), so one
-quiet signal does not hide the other; a sensor that fails on bad input stops the retraining.
+A sensor that finds too little traffic before its timeout is skipped (``on_too_few_rows="skip"``),
+so one quiet signal does not hide the other. A sensor that cannot read its data (no inference
+log at the URL, a corrupt log file, no reference sample in MLflow) or fails on bad input fails the
+run, red, with the reason: it never reads as "no drift", and no retraining is requested.
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ with DAG(
         "window_hours": "{{ params.window_hours }}",
         "pushgateway_url": PUSHGATEWAY,
         "timeout": timedelta(minutes=50).total_seconds(),
-        "soft_fail": True,
+        "on_too_few_rows": "skip",
     }
     data_drift = DataDriftSensor(
         task_id="data_drift",

@@ -4,7 +4,9 @@ server and a real gateway, driven only through the REST API, as the UI does.
 The tests run in file order and build on each other like a user's session: the first trained
 challenger is approved into production; clearing its training task re-runs without a new
 version and the second approval request it causes is refused; a backfill trains history without
-touching production; a backfilled version is then approved and switched in blue-green.
+touching production; a backfilled version is then approved and switched in blue-green; a
+candidate with a mis-set decision threshold fails its canary on live labelled traffic, and that
+ml_cd run ends failed although the champion was restored.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from mlflow import MlflowClient
 
 from conveyor.clients.airflow import AirflowClient, AirflowRequestError
 from conveyor.core import registry
+from conveyor.demo.traffic import feature_columns, flights_traffic
 from conveyor.local.gateway import GatewayServer
 from conveyor.local.mlflow_server import MlflowServer
+from conveyor.local.replay import Replay
 
 # Small slices and few epochs keep each training at seconds; the pipeline is the one of a full run.
 QUICK = {"max_rows": 3000, "max_epochs": 5, "min_roc_auc": 0.55}
@@ -233,3 +237,47 @@ def test_an_approved_version_goes_through_staging_and_a_blue_green_switch(
     assert registry.history(client, MODEL)[-1].previous_version == champion
     with gateway.client() as gw:
         assert gw.deployment("flights")["slots"]["stable"]["model_version"] == march.version
+
+
+def test_a_canary_that_fails_its_analysis_is_restored_and_the_run_ends_failed(
+    dags: AirflowClient, gateway: GatewayServer, mlflow_server: MlflowServer
+) -> None:
+    """The demo's bad candidate: the champion's settings with decision threshold 0.05. Its ROC AUC
+    passes the gate, its decisions do not pass the canary's online accuracy on labelled traffic."""
+    champion_before = _champion(mlflow_server)
+    cd_runs_before = {r["dag_run_id"] for r in _cd_runs(dags)}
+    conf = {"partitions": "2013-03", "max_rows": 2000, "max_epochs": 3, "min_roc_auc": 0.5}
+    ci = dags.trigger_dag_run("ml_ci", {**conf, "auc_tolerance": 1.0, "decision_threshold": 0.05})
+    ci = dags.wait_for_run("ml_ci", ci["dag_run_id"], timeout=600)
+    assert ci["state"] == "success", _states(dags, "ml_ci", ci["dag_run_id"])
+    version = dags.xcom("ml_ci", ci["dag_run_id"], "publish_challenger")["version"]
+    new = _wait("ml_cd run", lambda: [r for r in _cd_runs(dags) if r["dag_run_id"] not in cd_runs_before])
+    run_id = new[0]["dag_run_id"]
+    _pending_approval(dags, run_id)
+    # Enough labelled traffic that the 10 % step sees 30+ labels per 15 s analysis interval.
+    traffic = flights_traffic("2013-03", max_rows=3000)
+    with Replay(
+        gateway.url,
+        traffic,
+        features=feature_columns(),
+        label="delayed",
+        deployment="flights",
+        rate=50.0,
+        feedback_delay_s=2.0,
+        repeat=True,
+    ) as replay:
+        replay.wait_for(100, timeout=120)
+        dags.approve("ml_cd", run_id, "approve_production")
+        finished = dags.wait_for_run("ml_cd", run_id, timeout=600)
+    states = _states(dags, "ml_cd", run_id)
+    assert finished["state"] == "failed", states
+    assert states["rollout"] == "failed" and states["promote_champion"] == "upstream_failed"
+    assert states["restore_champion"] == "success" and states["fail_run"] == "failed"
+    assert _champion(mlflow_server) == champion_before, "a rolled-back version changed the champion"
+    with gateway.client() as client:
+        deployment = client.deployment("flights")
+    assert deployment["rollout"]["state"] == "rolled_back", deployment["rollout"]["transitions"]
+    assert deployment["rollout"]["model_version"] == version
+    assert "online accuracy" in deployment["rollout"]["transitions"][-1]["reason"]
+    assert deployment["slots"]["stable"]["model_version"] == champion_before[0]
+    assert "canary" not in deployment["slots"]

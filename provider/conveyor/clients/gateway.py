@@ -122,12 +122,22 @@ class GatewayClient:
         poll_s: float = 1.0,
         until: tuple[str, ...] = SETTLED_STATES,
         progress: Callable[[dict[str, Any]], None] | None = None,
+        key: dict[str, str | None] | None = None,
     ) -> dict[str, Any]:
-        """Poll until the rollout reaches one of ``until``; returns its final description."""
+        """Poll until the rollout reaches one of ``until``; returns its final description.
+
+        With ``key`` (``rollout_key`` of the rollout started), a gateway that no longer holds that
+        rollout (restarted, or another rollout started since) raises at once instead of waiting.
+        """
         deadline = time.monotonic() + timeout
         seen = 0
         while True:
             rollout = self.deployment(name).get("rollout") or {}
+            if key is not None:
+                lost = rollout_lost(name, key, rollout)
+                if lost:
+                    raise GatewayClientError(lost)
+                key = {**key, "started_at": key.get("started_at") or rollout_key(rollout)["started_at"]}
             transitions = rollout.get("transitions", [])
             if progress is not None:
                 for transition in transitions[seen:]:
@@ -155,6 +165,39 @@ class GatewayClient:
 
     def feedback(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return self._call("POST", "/feedback", json={"feedback": items})
+
+
+def rollout_key(rollout: dict[str, Any]) -> dict[str, str | None]:
+    """What tells one rollout of a deployment from another. The gateway gives a rollout no id, so
+    the key is its version URI and the time of its first transition (its start: unique per
+    rollout, and lost with the rollout when the gateway restarts). ``started_at`` is ``None``
+    while the rollout has not started yet."""
+    transitions = rollout.get("transitions") or []
+    return {
+        "model_uri": (rollout.get("spec") or {}).get("model_uri"),
+        "started_at": transitions[0]["at"] if transitions else None,
+    }
+
+
+def rollout_lost(name: str, key: dict[str, str | None], rollout: dict[str, Any]) -> str | None:
+    """Why ``rollout`` (the deployment's current one) is not the rollout ``key`` names, or ``None``.
+
+    A waiter that polled on would otherwise wait forever for a rollout that no longer exists.
+    """
+    wanted = f"the rollout of {key.get('model_uri')}" + (
+        f" started {key['started_at']}" if key.get("started_at") else ""
+    )
+    if not rollout:
+        return f"the gateway no longer knows {wanted}: {name!r} has no rollout (gateway restarted?)"
+    found = rollout_key(rollout)
+    if key.get("model_uri") and found["model_uri"] != key["model_uri"]:
+        return f"the gateway no longer knows {wanted}: {name!r} now has a rollout of {found['model_uri']}"
+    if key.get("started_at") and found["started_at"] != key["started_at"]:
+        return (
+            f"the gateway no longer knows {wanted}: {name!r} now has another rollout, started "
+            f"{found['started_at'] or 'not yet'}"
+        )
+    return None
 
 
 async def fetch_rollout(url: str, token: str | None, name: str, timeout: float = 30.0) -> dict[str, Any]:

@@ -33,6 +33,13 @@ from conveyor.local.replay import Replay
 DAGS = ("ml_ci", "ml_cd", "ml_monitor")
 
 
+def rollback_result(rollout_state: str | None, run_state: str) -> str:
+    """The summary's words for a canary that should roll back: the rollout and the run's colour."""
+    if rollout_state == "rolled_back":
+        return f"rolled back: run {run_state}" + (" as expected" if run_state == "failed" else "")
+    return f"rollout {rollout_state}, run {run_state}"
+
+
 @dataclass(frozen=True)
 class Settings:
     """The demo's knobs, chosen so the loop fits in minutes on two busy cores.
@@ -296,14 +303,19 @@ class DemoLoop:
         rollout = self.rollout()
         last = (rollout.get("transitions") or [{}])[-1].get("reason", "")
         stable, champion = self.stable_version(), self.champion()
-        ok = rollout.get("state") == "rolled_back" and stable == stable_before and champion == champion_before
+        restored = stable == stable_before and champion == champion_before
+        rolled_back = rollout.get("state") == "rolled_back"
+        # A rolled-back canary is a failed ml_cd run (red, alerting fires) whose restore succeeded:
+        # the expected outcome here, never reported as a success.
+        ok = rolled_back and restored and cd.state == "failed"
         self.p.record(
             Outcome(
                 "threshold 0.05: canary",
-                f"rollout {rollout.get('state')}",
-                ok,
+                rollback_result(rollout.get("state"), cd.state),
+                ok and cd.task_state("restore_champion") == "success",
                 f"v{version}",
-                f"rollout task {cd.task_state('rollout')}; {last[:160]}; stable v{stable}, "
+                f"rollout task {cd.task_state('rollout')}, restore_champion "
+                f"{cd.task_state('restore_champion')}; {last[:160]}; stable v{stable}, "
                 f"champion v{champion}",
                 time.monotonic() - began,
             )

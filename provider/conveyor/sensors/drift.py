@@ -4,6 +4,12 @@ While waiting for data a deferred sensor holds no worker slot: ``InferenceLogTri
 rows in the triggerer. Once there is enough, the worker runs the check of
 ``conveyor.core.drift.monitor`` (statistics, MLflow report, Pushgateway) and the task returns its
 plain-JSON payload as XCom: ``{"kind", "decision", "reason", "window", "mlflow_run_id", "result", ...}``.
+
+A sensor that cannot read its data fails with the reason (missing or empty log URL, a log file
+that is not complete Parquet, a storage error, no reference sample in MLflow); it never reports
+"no drift" or "too few rows" for it. Too little traffic before ``timeout`` is the one outcome a
+DAG may choose to skip (``on_too_few_rows="skip"``). Airflow's ``soft_fail``/``never_fail``/
+``silent_fail`` are refused: they would turn every failure, read errors included, into a skip.
 """
 
 from __future__ import annotations
@@ -12,9 +18,12 @@ from datetime import timedelta
 from typing import Any, Literal
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowException
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException
 
-from conveyor.triggers.inference_log import InferenceLogTrigger
+from conveyor.triggers.inference_log import InferenceLogTrigger, LogCheck
+
+# A triggerer that never answered: the deferral's own timeout, this much after the trigger's.
+DEFERRAL_GRACE_S = 120.0
 
 
 class _InferenceLogSensor(BaseSensorOperator):
@@ -30,6 +39,8 @@ class _InferenceLogSensor(BaseSensorOperator):
     :param complete_on: ``check`` completes after the first test, whatever it says; ``drift`` keeps
         watching (re-testing after ``recheck_rows`` new rows) until the test fires or the window closes.
     :param deferrable: wait in the triggerer (default) instead of poking from a worker slot.
+    :param on_too_few_rows: ``fail`` (default) or ``skip`` when ``timeout`` passes before the
+        window holds ``min_rows`` (a quiet signal); read errors always fail.
     """
 
     template_fields = (
@@ -61,10 +72,19 @@ class _InferenceLogSensor(BaseSensorOperator):
         pushgateway_url: str | None = None,
         storage_options: dict | None = None,
         deferrable: bool = True,
+        on_too_few_rows: Literal["fail", "skip"] = "fail",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", 60.0)
         super().__init__(**kwargs)
+        for flag in ("soft_fail", "never_fail", "silent_fail"):
+            if getattr(self, flag, False):
+                raise ValueError(
+                    f"{flag} would turn a sensor that cannot read its data into a skip (no drift "
+                    "reported); use on_too_few_rows='skip' to skip only a quiet window"
+                )
+        if on_too_few_rows not in ("fail", "skip"):
+            raise ValueError(f"on_too_few_rows must be 'fail' or 'skip', got {on_too_few_rows!r}")
         if complete_on not in ("check", "drift"):
             raise ValueError(f"complete_on must be 'check' or 'drift', got {complete_on!r}")
         if min_rows < 1:
@@ -83,14 +103,27 @@ class _InferenceLogSensor(BaseSensorOperator):
         self.pushgateway_url = pushgateway_url
         self.storage_options = storage_options
         self.deferrable = deferrable
+        self.on_too_few_rows = on_too_few_rows
         self._state: dict[str, Any] | None = None
+        self._log_check: LogCheck | None = None
+        self._last_ready: dict[str, Any] | None = None
 
     # -- the check itself (subclasses) -------------------------------------------------------
     def _check(self, client: Any, version: str, window: Any) -> dict[str, Any]:
         """Test one window and return the JSON payload; each sensor says what it tests."""
         raise NotImplementedError(f"{type(self).__name__} must implement _check")
 
+    def _kinds_read(self) -> dict[str, bool]:
+        """Log kinds the check reads -> whether up to now (labels arrive later) or the window end."""
+        return {"predictions": False}
+
     # -- shared machinery ----------------------------------------------------------------------
+    def _check_log(self, kind: str, start: Any, end: Any) -> None:
+        """Fail, naming the cause, when the log (root or a file of the window) cannot be read."""
+        if self._log_check is None:
+            self._log_check = LogCheck(self.inference_log_url, self.storage_options)
+        self._log_check.check(kind, start, end)
+
     def _client(self) -> Any:
         from conveyor.hooks.mlflow import MlflowHook
 
@@ -110,7 +143,10 @@ class _InferenceLogSensor(BaseSensorOperator):
         return {"version": str(version), "window_end": end, "since": None, "min_new_rows": 0}
 
     def _readiness(self, state: dict[str, Any]) -> dict[str, Any]:
-        from conveyor.core.drift.window import RowCounter, readiness
+        from conveyor.core.drift.window import RowCounter, Window, readiness
+
+        window = Window.ending(state["window_end"] or _utcnow(), float(self.window_hours))
+        self._check_log(self.count_kind, window.start, window.end)
 
         counter = RowCounter(
             self.inference_log_url,
@@ -119,7 +155,7 @@ class _InferenceLogSensor(BaseSensorOperator):
             self.slot if self.count_kind == "predictions" else None,
             self.storage_options,
         )
-        return readiness(
+        self._last_ready = readiness(
             counter,
             window_hours=float(self.window_hours),
             window_end=state["window_end"],
@@ -127,6 +163,19 @@ class _InferenceLogSensor(BaseSensorOperator):
             since=state["since"],
             min_new_rows=state["min_new_rows"],
         )
+        return self._last_ready
+
+    def _too_few_rows(self, ready: dict[str, Any] | None) -> None:
+        """The window stayed too quiet until ``timeout``: skip or fail, as the DAG chose."""
+        counted = (
+            f"{ready['rows']}/{self.min_rows} rows in {ready['window_start']}..{ready['window_end']}"
+            if ready
+            else f"fewer than {self.min_rows} rows"
+        )
+        message = f"{self.task_id}: only {counted} after {self.timeout:.0f}s: too little traffic to test"
+        if self.on_too_few_rows == "skip":
+            raise AirflowSkipException(message)
+        raise AirflowSensorTimeout(message)
 
     def _evaluate(self, state: dict[str, Any], ready: dict[str, Any]) -> dict[str, Any] | None:
         """Run the check; ``None`` means "keep watching" (complete_on=drift, no drift, window open)."""
@@ -142,6 +191,8 @@ class _InferenceLogSensor(BaseSensorOperator):
             ready["rows"],
             ", window closed" if ready["closed"] else "",
         )
+        for kind, until_now in self._kinds_read().items():
+            self._check_log(kind, window.start, _utcnow() if until_now else window.end)
         payload = self._check(self._client(), state["version"], window)
         self.log.info(
             "decision=%s reason=%s mlflow_run=%s",
@@ -168,19 +219,25 @@ class _InferenceLogSensor(BaseSensorOperator):
             poll_interval=float(self.poke_interval),
             storage_options=self.storage_options,
             echo=state,
+            give_up_at=(_utcnow() + timedelta(seconds=self.timeout)).isoformat(),
         )
 
     def _defer(self, state: dict[str, Any]) -> None:
+        # The trigger reports a quiet window itself at ``timeout`` (with its counts); the
+        # deferral's timeout only catches a triggerer that never answered, and fails.
         self.defer(
             trigger=self._trigger(state),
             method_name="execute_complete",
-            timeout=timedelta(seconds=self.timeout),
+            timeout=timedelta(seconds=self.timeout + max(DEFERRAL_GRACE_S, 2 * self.poke_interval)),
         )
 
     def execute(self, context: Any) -> Any:
         self._state = self._initial_state()
         if not self.deferrable:
-            return super().execute(context)
+            try:
+                return super().execute(context)
+            except AirflowSensorTimeout:
+                self._too_few_rows(self._last_ready)
         ready = self._readiness(self._state)
         if ready["ready"]:
             payload = self._evaluate(self._state, ready)
@@ -191,8 +248,10 @@ class _InferenceLogSensor(BaseSensorOperator):
     def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
         if event.get("status") == "error":
             raise AirflowException(
-                f"{self.task_id}: counting inference-log rows failed: {event.get('message')}"
+                f"{self.task_id}: could not read the inference log: {event.get('message')}"
             )
+        if event.get("status") == "too_few_rows":
+            self._too_few_rows(event)
         state = dict(event["echo"])  # what the trigger waited for: version, window end, re-check point
         payload = self._evaluate(state, event)
         if payload is None:
@@ -216,6 +275,12 @@ def _ts(value: str) -> Any:
     import pandas as pd
 
     return pd.Timestamp(value)
+
+
+def _utcnow() -> Any:
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC")
 
 
 class DataDriftSensor(_InferenceLogSensor):
@@ -294,6 +359,9 @@ class ModelPerformanceSensor(_InferenceLogSensor):
         self.tolerance = tolerance
         self.metrics = tuple(metrics)
         self.freq = freq
+
+    def _kinds_read(self) -> dict[str, bool]:
+        return {"predictions": False, "feedback": True}
 
     def _check(self, client: Any, version: str, window: Any) -> dict[str, Any]:
         from conveyor.core.drift.monitor import performance_check
