@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -308,3 +311,81 @@ def test_a_full_queue_drops_new_rows_and_counts_them(tmp_path: Path, metrics: Ga
     now = pd.Timestamp.now(tz="UTC")
     frame = il.read_predictions(str(tmp_path), now - pd.Timedelta(hours=2), now + pd.Timedelta(hours=1))
     assert sorted(frame["request_id"]) == ["a", "b", "c"]
+
+
+# ---- durable mode: the spool -------------------------------------------------------------------
+CRASHING_WRITER = """
+import os, signal, sys
+from conveyor.core import inference_log as il
+writer = il.InferenceLogWriter(sys.argv[1], flush_interval_s=3600, spool_dir=sys.argv[2])
+writer.recovered.wait(10)
+for i in range(50):
+    writer.append_predictions({"request_id": [f"r{i}"], "hour": [i], "slot": "stable"})
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _all_predictions(url: str) -> pd.DataFrame:
+    now = pd.Timestamp.now(tz="UTC")
+    return il.read_predictions(url, now - pd.Timedelta(hours=2), now + pd.Timedelta(hours=1))
+
+
+def test_spooled_rows_survive_a_sigkill_and_are_replayed_once(tmp_path: Path) -> None:
+    url, spool = str(tmp_path / "log"), tmp_path / "spool"
+    child = subprocess.run([sys.executable, "-c", CRASHING_WRITER, url, str(spool)], capture_output=True)
+    assert child.returncode == -signal.SIGKILL, child.stderr.decode()
+    assert _all_predictions(url).empty  # nothing was flushed: the rows exist only in the spool
+    with il.InferenceLogWriter(url, spool_dir=spool) as writer:
+        assert writer.recovered.wait(30)
+        frame = _all_predictions(url)
+    assert sorted(frame["request_id"]) == sorted(f"r{i}" for i in range(50))
+    assert frame["hour"].tolist() == list(range(50))
+    assert list(spool.glob("segment-*")) == []
+
+
+def test_replaying_a_segment_already_stored_adds_no_duplicates(tmp_path: Path) -> None:
+    """A crash between storing a batch and deleting its segment: the replay overwrites, never adds."""
+    url, spool = str(tmp_path / "log"), tmp_path / "spool"
+    with il.InferenceLogWriter(url, flush_interval_s=3600, spool_dir=spool) as writer:
+        writer.recovered.wait(10)
+        writer.append_predictions({"request_id": ["a", "b"], "hour": [1, 2], "slot": "stable"})
+        (segment,) = spool.glob("segment-*")
+        content = segment.read_bytes()
+        writer.flush()
+        assert not segment.exists() and len(_all_predictions(url)) == 2
+    segment.write_bytes(content)  # as if the writer died right before deleting it
+    with il.InferenceLogWriter(url, spool_dir=spool) as writer:
+        assert writer.recovered.wait(30)
+    assert sorted(_all_predictions(url)["request_id"]) == ["a", "b"]
+    assert not segment.exists()
+
+
+def test_a_torn_spool_line_is_dead_lettered_not_lost_silently(tmp_path: Path) -> None:
+    url, spool = str(tmp_path / "log"), tmp_path / "spool"
+    spool.mkdir()
+    (spool / "segment-00000000000000000001-deadbeef.jsonl").write_bytes(
+        il._spool_line("predictions", {"request_id": ["ok"], "hour": [1]}, pd.Timestamp.now(tz="UTC"))
+        + b'{"kind": "predictions", "now": "2024-'
+    )
+    with il.InferenceLogWriter(url, spool_dir=spool) as writer:
+        assert writer.recovered.wait(30)
+    assert _all_predictions(url)["request_id"].tolist() == ["ok"]
+    (dead,) = il.read_dead_letter(url, "spool")
+    assert dead["reason"].startswith("unreadable spool line 2") and dead["row"]["spool_line"].startswith(
+        '{"kind"'
+    )
+
+
+def test_a_spool_serves_one_writer_only(tmp_path: Path) -> None:
+    with (
+        il.InferenceLogWriter(str(tmp_path / "log"), spool_dir=tmp_path / "spool"),
+        pytest.raises(RuntimeError, match="in use by another writer"),
+    ):
+        il.InferenceLogWriter(str(tmp_path / "log"), spool_dir=tmp_path / "spool")
+
+
+def test_writer_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="max_queued_rows"):
+        il.InferenceLogWriter(str(tmp_path), max_rows=10, max_queued_rows=5)
+    with pytest.raises(ValueError, match="spool_dir"):
+        il.InferenceLogWriter(str(tmp_path), fsync=True)
