@@ -18,7 +18,8 @@ Strategies:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -64,6 +65,69 @@ class RolloutError(RuntimeError):
     """An event that the rollout's current state does not allow (e.g. resume a finished rollout)."""
 
 
+class InvalidSetting(ValueError):
+    """A rollout or analysis setting given wrong; ``field`` names it, e.g. ``analysis.interval_s``."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+MAX_URI_LENGTH = 1024  # a model URI longer than this is a mistake or an attack, never a model
+
+
+def _shown(value: Any) -> str:
+    """The offending value in a message, cut short: settings come from users and from the network."""
+    text = repr(value) if isinstance(value, str | int | float | bool | None) else type(value).__name__
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _number(value: Any, name: str) -> float:
+    if type(value) not in (int, float) or not math.isfinite(value):
+        raise InvalidSetting(f"{name} must be a finite number, got {_shown(value)}", field=name)
+    return value
+
+
+def _optional_number(value: Any, name: str) -> float | None:
+    return None if value is None else _number(value, name)
+
+
+def _integer(value: Any, name: str) -> int:
+    if type(value) is not int:
+        raise InvalidSetting(f"{name} must be an integer, got {_shown(value)}", field=name)
+    return value
+
+
+# Field annotations (strings under ``from __future__ import annotations``) -> the check of a value.
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "float": _number,
+    "float | None": _optional_number,
+    "int": _integer,
+}
+
+
+def _check_types(cls: type, values: Mapping[str, Any], prefix: str = "") -> None:
+    """Each value of a known field has the JSON type its annotation promises (bools are not numbers)."""
+    for key, value in values.items():
+        check = _CHECKS.get(str(cls.__dataclass_fields__[key].type))
+        if check is not None:
+            check(value, prefix + key)
+
+
+def _steps(value: Any) -> tuple[int, ...]:
+    """``"10,50,100"`` (CLI, Airflow params) or a list of integers; 10.5 is refused, never truncated."""
+    if isinstance(value, str):
+        try:
+            return tuple(int(s) for s in value.split(",") if s.strip())
+        except ValueError:
+            raise InvalidSetting("canary steps must be integers, e.g. 10,50,100", field="steps") from None
+    if not isinstance(value, list | tuple) or any(type(s) is not int for s in value):
+        raise InvalidSetting(
+            f"canary steps must be integers, e.g. [10, 50, 100], got {_shown(value)}", field="steps"
+        )
+    return tuple(value)
+
+
 @dataclass(frozen=True)
 class RolloutSpec:
     model_uri: str
@@ -75,37 +139,57 @@ class RolloutSpec:
 
     def __post_init__(self) -> None:
         if not self.model_uri:
-            raise ValueError("a rollout needs a model_uri")
+            raise InvalidSetting("a rollout needs a model_uri", field="model_uri")
         if self.strategy is Strategy.CANARY:
             if not self.steps or any(not 0 < s <= 100 for s in self.steps):
-                raise ValueError(f"canary steps must be percentages in (0, 100], got {list(self.steps)}")
+                raise InvalidSetting(
+                    f"canary steps must be percentages in (0, 100], got {_shown(list(self.steps))}",
+                    field="steps",
+                )
             if list(self.steps) != sorted(set(self.steps)):
-                raise ValueError(f"canary steps must strictly increase, got {list(self.steps)}")
+                raise InvalidSetting(
+                    f"canary steps must strictly increase, got {list(self.steps)}", field="steps"
+                )
         if not 0 < self.shadow_fraction <= 1:
-            raise ValueError(f"shadow_fraction must be in (0, 1], got {self.shadow_fraction}")
+            raise InvalidSetting(
+                f"shadow_fraction must be in (0, 1], got {self.shadow_fraction}", field="shadow_fraction"
+            )
         if self.keep_previous_s < 0:
-            raise ValueError("keep_previous_s must be >= 0")
+            raise InvalidSetting("keep_previous_s must be >= 0", field="keep_previous_s")
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> RolloutSpec:
-        """Build from user input (admin API, CLI, DAG params) with messages that name the bad key."""
+    def from_dict(cls, values: Mapping[str, Any]) -> RolloutSpec:
+        """Build from user input (admin API, CLI, DAG params): every wrong key, type or value is an
+        ``InvalidSetting`` naming the field, so the admin API answers 422 and never 500."""
+        if not isinstance(values, Mapping):
+            raise InvalidSetting(f"a rollout spec must be an object, got {type(values).__name__}")
         values = dict(values)
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"unknown rollout setting(s) {unknown}; known: {sorted(known)}")
-        try:
-            strategy = Strategy(values.pop("strategy", Strategy.CANARY))
-        except ValueError:
-            raise ValueError(f"unknown strategy; expected one of {[s.value for s in Strategy]}") from None
-        try:
-            steps = steps_from(values.pop("steps", (10, 50, 100)))
-        except ValueError:
-            raise ValueError("canary steps must be integers, e.g. 10,50,100") from None
+            raise InvalidSetting(
+                f"unknown rollout setting(s) {[str(k)[:40] for k in unknown[:10]]}; known: {sorted(known)}",
+                field=str(unknown[0])[:64],
+            )
+        uri = values.pop("model_uri", "")
+        if not isinstance(uri, str) or len(uri) > MAX_URI_LENGTH:
+            raise InvalidSetting(
+                f"model_uri must be a string of at most {MAX_URI_LENGTH} characters, got {_shown(uri)}",
+                field="model_uri",
+            )
+        strategy = values.pop("strategy", Strategy.CANARY)
+        if strategy not in [s.value for s in Strategy]:
+            raise InvalidSetting(
+                f"unknown strategy {_shown(strategy)}; expected one of {[s.value for s in Strategy]}",
+                field="strategy",
+            )
+        steps = _steps(values.pop("steps", (10, 50, 100)))
+        _check_types(cls, values)
         return cls(
-            strategy=strategy,
+            model_uri=uri,
+            strategy=Strategy(strategy),
             steps=steps,
-            analysis=AnalysisConfig.from_dict(values.pop("analysis", None)),
+            analysis=_analysis(values.pop("analysis", None)),
             **values,
         )
 
@@ -275,7 +359,18 @@ class Rollout:
         }
 
 
-def steps_from(value: str | Sequence[int]) -> tuple[int, ...]:
-    """Parse ``"10,50,100"`` (CLI, Airflow params) or a list into canary steps."""
-    items = value.split(",") if isinstance(value, str) else value
-    return tuple(int(s) for s in items if str(s).strip())
+def _analysis(values: Any) -> AnalysisConfig:
+    """Analysis settings with their types checked here, since ``AnalysisConfig`` only checks ranges."""
+    if values is None:
+        return AnalysisConfig()
+    if not isinstance(values, Mapping):
+        raise InvalidSetting(
+            f"analysis must be an object of settings, got {type(values).__name__}", field="analysis"
+        )
+    known = {k: v for k, v in values.items() if k in AnalysisConfig.__dataclass_fields__}
+    _check_types(AnalysisConfig, known, prefix="analysis.")
+    try:
+        return AnalysisConfig.from_dict(dict(values))
+    except ValueError as exc:
+        unknown = sorted(str(k)[:64] for k in set(values) - set(known))
+        raise InvalidSetting(str(exc), field=f"analysis.{unknown[0]}" if unknown else "analysis") from None

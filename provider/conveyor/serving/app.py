@@ -2,6 +2,8 @@
 
 Scoring requests skip Starlette's routing, Request and Response objects (tens of microseconds
 each, on every request); everything else (health, metrics, admin, feedback) is ordinary Starlette.
+Both read bodies the same way: JSON only (415), at most ``max_body_bytes`` (413, checked on
+``Content-Length`` and while streaming), decodable (400), then one typed schema per endpoint (422).
 """
 
 from __future__ import annotations
@@ -17,8 +19,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from conveyor.core.rollout import RolloutSpec
+from conveyor.serving.bodies import (
+    FeedbackBody,
+    MalformedBody,
+    PromoteBody,
+    RollbackBody,
+    SlotBody,
+    WeightsBody,
+    decode_json,
+    parse_rollout,
+)
 from conveyor.serving.gateway import Gateway, GatewayError
+from conveyor.serving.schema import InvalidInput
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -45,10 +57,24 @@ async def read_body(receive: Receive, limit: int, declared: int | None) -> bytes
             return b"".join(chunks)
 
 
-def _json_error(status: int, message: str) -> bytes:
-    return json.dumps(
-        {"error_code": GatewayError(status, message).body()["error_code"], "message": message}
-    ).encode()
+def declared_length(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def content_type_problem(value: str | None) -> str | None:
+    """Why a body of this ``Content-Type`` is refused (415); no header at all means JSON."""
+    media = (value or "application/json").split(";")[0].strip().lower()
+    if media == "application/json":
+        return None
+    return f"unsupported content type {media[:60]!r}: send application/json"
+
+
+def too_large(limit: int) -> GatewayError:
+    return GatewayError(413, f"request body larger than {limit} bytes")
+
+
+def _json_error(exc: GatewayError) -> bytes:
+    return json.dumps(exc.body()).encode()
 
 
 def scoring_deployment(path: str) -> tuple[bool, str | None]:
@@ -63,6 +89,7 @@ def scoring_deployment(path: str) -> tuple[bool, str | None]:
 
 def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] | None = None) -> Callable:
     """The ASGI application; ``startup`` runs once the event loop exists (initial model loads)."""
+    limit = gateway.config.max_body_bytes
 
     def authorize(request: Request) -> None:
         header = request.headers.get("authorization")
@@ -73,32 +100,41 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected):
             raise GatewayError(403, "admin API: wrong token")
 
-    def admin(handler: Callable[[Request], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
-        async def endpoint(request: Request) -> Response:
+    def endpoint(
+        handler: Callable[[Request], Awaitable[Any]], admin: bool = True
+    ) -> Callable[[Request], Awaitable[Response]]:
+        """Refusals as ``{"error_code", "message"[, "field"]}``; admin endpoints check the token first."""
+
+        async def run(request: Request) -> Response:
             try:
-                authorize(request)
+                if admin:
+                    authorize(request)
                 result = await handler(request)
+            except InvalidInput as exc:
+                return JSONResponse(GatewayError(422, str(exc), field=exc.field).body(), status_code=422)
             except GatewayError as exc:
                 return JSONResponse(exc.body(), status_code=exc.status)
-            except ValueError as exc:  # bad settings in a rollout spec or weights
-                return JSONResponse(GatewayError(422, str(exc)).body(), status_code=422)
             return JSONResponse(result)
 
-        return endpoint
+        return run
 
-    async def body_json(request: Request) -> dict[str, Any]:
+    async def json_body(request: Request, empty: Any = None) -> Any:
+        """The decoded body; an empty body is ``empty`` where the endpoint's fields are all optional."""
+        problem = content_type_problem(request.headers.get("content-type"))
+        if problem is not None:
+            raise GatewayError(415, problem)
         try:
-            payload = json.loads(await request.body() or b"{}")
-        except ValueError as exc:
-            raise GatewayError(400, f"malformed JSON: {exc}") from None
-        if not isinstance(payload, dict):
-            raise GatewayError(422, "the body must be a JSON object")
-        return payload
-
-    def required(payload: dict[str, Any], key: str) -> Any:
-        if key not in payload:
-            raise GatewayError(422, f"missing field '{key}'", field=key)
-        return payload[key]
+            body = await read_body(
+                request.receive, limit, declared_length(request.headers.get("content-length"))
+            )
+        except BodyTooLarge:
+            raise too_large(limit) from None
+        if not body and empty is not None:
+            return empty
+        try:
+            return decode_json(body)
+        except MalformedBody as exc:
+            raise GatewayError(400, str(exc)) from None
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -110,18 +146,8 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
     async def metrics(request: Request) -> Response:
         return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)
 
-    async def feedback(request: Request) -> Response:
-        try:
-            result = gateway.feedback(await body_json_any(request))
-        except GatewayError as exc:
-            return JSONResponse(exc.body(), status_code=exc.status)
-        return JSONResponse(result)
-
-    async def body_json_any(request: Request) -> Any:
-        try:
-            return json.loads(await request.body())
-        except ValueError as exc:
-            raise GatewayError(400, f"malformed JSON: {exc}") from None
+    async def feedback(request: Request) -> Any:
+        return gateway.feedback(FeedbackBody.parse(await json_body(request)))
 
     async def list_deployments(request: Request) -> Any:
         return gateway.status()
@@ -130,27 +156,24 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
         return gateway.deployment(request.path_params["name"]).to_dict()
 
     async def put_slot(request: Request) -> Any:
-        payload = await body_json(request)
+        body = SlotBody.parse(await json_body(request))
         name, slot = request.path_params["name"], request.path_params["slot"]
-        deployment = await gateway.deploy_slot(name, slot, str(required(payload, "model_uri")))
-        return deployment.to_dict()
+        return (await gateway.deploy_slot(name, slot, body.model_uri)).to_dict()
 
     async def delete_slot(request: Request) -> Any:
         return gateway.remove_slot(request.path_params["name"], request.path_params["slot"]).to_dict()
 
     async def put_weights(request: Request) -> Any:
-        payload = await body_json(request)
-        return gateway.set_weights(
-            request.path_params["name"], payload.get("canary"), payload.get("shadow")
-        ).to_dict()
+        body = WeightsBody.parse(await json_body(request))
+        return gateway.set_weights(request.path_params["name"], body.canary, body.shadow).to_dict()
 
     async def promote(request: Request) -> Any:
-        payload = await body_json(request)
-        return gateway.promote(request.path_params["name"], payload.get("slot", "canary")).to_dict()
+        body = PromoteBody.parse(await json_body(request, empty={}))
+        return gateway.promote(request.path_params["name"], body.slot).to_dict()
 
     async def rollback(request: Request) -> Any:
-        payload = await body_json(request)
-        return (await gateway.rollback(request.path_params["name"], payload.get("model_uri"))).to_dict()
+        body = RollbackBody.parse(await json_body(request, empty={}))
+        return (await gateway.rollback(request.path_params["name"], body.model_uri)).to_dict()
 
     async def reload(request: Request) -> Any:
         return (await gateway.reload(request.path_params["name"])).to_dict()
@@ -160,7 +183,7 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
         return {"deleted": request.path_params["name"]}
 
     async def start_rollout(request: Request) -> Any:
-        spec = RolloutSpec.from_dict(await body_json(request))
+        spec = parse_rollout(await json_body(request))
         return gateway.start_rollout(request.path_params["name"], spec).to_dict()
 
     async def rollout_action(request: Request) -> Any:
@@ -172,18 +195,18 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
         Route("/ping", health),
         Route("/ready", ready),
         Route("/metrics", metrics),
-        Route("/feedback", feedback, methods=["POST"]),
-        Route("/admin/deployments", admin(list_deployments)),
-        Route(base, admin(get_deployment)),
-        Route(base, admin(delete_deployment), methods=["DELETE"]),
-        Route(base + "/slots/{slot}", admin(put_slot), methods=["PUT", "POST"]),
-        Route(base + "/slots/{slot}", admin(delete_slot), methods=["DELETE"]),
-        Route(base + "/weights", admin(put_weights), methods=["PUT", "POST"]),
-        Route(base + "/promote", admin(promote), methods=["POST"]),
-        Route(base + "/rollback", admin(rollback), methods=["POST"]),
-        Route(base + "/reload", admin(reload), methods=["POST"]),
-        Route(base + "/rollouts", admin(start_rollout), methods=["POST"]),
-        Route(base + "/rollout/{action}", admin(rollout_action), methods=["POST"]),
+        Route("/feedback", endpoint(feedback, admin=False), methods=["POST"]),
+        Route("/admin/deployments", endpoint(list_deployments)),
+        Route(base, endpoint(get_deployment)),
+        Route(base, endpoint(delete_deployment), methods=["DELETE"]),
+        Route(base + "/slots/{slot}", endpoint(put_slot), methods=["PUT", "POST"]),
+        Route(base + "/slots/{slot}", endpoint(delete_slot), methods=["DELETE"]),
+        Route(base + "/weights", endpoint(put_weights), methods=["PUT", "POST"]),
+        Route(base + "/promote", endpoint(promote), methods=["POST"]),
+        Route(base + "/rollback", endpoint(rollback), methods=["POST"]),
+        Route(base + "/reload", endpoint(reload), methods=["POST"]),
+        Route(base + "/rollouts", endpoint(start_rollout), methods=["POST"]),
+        Route(base + "/rollout/{action}", endpoint(rollout_action), methods=["POST"]),
     ]
 
     @asynccontextmanager
@@ -194,7 +217,6 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
         await gateway.close()
 
     rest = Starlette(routes=routes, lifespan=lifespan)
-    limit = gateway.config.max_body_bytes
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -207,20 +229,16 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
     async def score(scope: Scope, receive: Receive, send: Send, name: str | None) -> None:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if scope["method"] != "POST":
-            await respond(send, 405, _json_error(405, "use POST for invocations"), {})
+            await respond(send, 405, _json_error(GatewayError(405, "use POST for invocations")), {})
             return
-        content_type = headers.get("content-type", "application/json").split(";")[0].strip()
-        if content_type != "application/json":
-            message = (
-                f"unsupported content type '{content_type}': send application/json (MLflow scoring JSON)"
-            )
-            await respond(send, 415, _json_error(415, message), {})
+        problem = content_type_problem(headers.get("content-type"))
+        if problem is not None:
+            await respond(send, 415, _json_error(GatewayError(415, problem + " (MLflow scoring JSON)")), {})
             return
-        declared = headers.get("content-length")
         try:
-            body = await read_body(receive, limit, int(declared) if declared and declared.isdigit() else None)
+            body = await read_body(receive, limit, declared_length(headers.get("content-length")))
         except BodyTooLarge:
-            await respond(send, 413, _json_error(413, f"request body larger than {limit} bytes"), {})
+            await respond(send, 413, _json_error(too_large(limit)), {})
             return
         scored = await gateway.score(name, body, headers)
         await respond(send, scored.status, scored.body, scored.headers)

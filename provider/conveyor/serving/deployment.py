@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import time
 import zlib
 from collections import deque
@@ -18,6 +19,22 @@ from conveyor.serving.models import LoadedModel
 
 STABLE, CANARY, SHADOW, STAGING = "stable", "canary", "shadow", "staging"
 SLOTS = (STABLE, CANARY, SHADOW, STAGING)
+# A DNS-1123 label, as Kubernetes and KServe require of names: deployment names appear in URLs,
+# metric labels and the inference log, and one rule everywhere lets a deployment move to those.
+NAME_PATTERN = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a deployment, or None when it can."""
+    if NAME_PATTERN.fullmatch(name):
+        return None
+    shown = name if len(name) <= 40 else name[:37] + "..."
+    return (
+        f"deployment name {shown!r} must be a DNS-1123 label: at most 63 characters of lowercase "
+        "letters, digits and '-', starting and ending with a letter or digit"
+    )
+
+
 # A retired version keeps its thread this long, so requests already queued on it still finish.
 RETIRE_GRACE_S = 30.0
 

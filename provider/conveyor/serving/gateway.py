@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 import uuid
 from collections import OrderedDict
@@ -18,11 +19,19 @@ from typing import Any
 
 from conveyor.core.inference_log import InferenceLogWriter
 from conveyor.core.rollout import Rollout, RolloutError, RolloutSpec
-from conveyor.serving.controller import RolloutController
-from conveyor.serving.deployment import CANARY, SHADOW, SLOTS, STABLE, Deployment, Slot
+from conveyor.serving.bodies import FeedbackBody, MalformedBody, decode_json, request_id_problem
+from conveyor.serving.controller import ACTIONS, RolloutController
+from conveyor.serving.deployment import CANARY, SHADOW, SLOTS, STABLE, Deployment, Slot, name_problem
 from conveyor.serving.metrics import GatewayMetrics
 from conveyor.serving.models import BatchOutput, LoadedModel, ModelLoadError
-from conveyor.serving.schema import Columns, InvalidInput, clean_json_value, parse_payload
+from conveyor.serving.schema import (
+    MAX_STRING_BYTES,
+    Columns,
+    InvalidInput,
+    parse_payload,
+    preview,
+    validate_free,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +59,10 @@ class GatewayError(Exception):
         self.extra = extra
 
     def body(self) -> dict[str, Any]:
+        """``error_code`` and ``message`` always; ``field`` (and other extras) where one is at fault."""
         code = _ERROR_CODES.get(self.status, "INTERNAL_ERROR")
-        return {"error_code": code, "message": str(self), **self.extra}
+        extra = {key: value for key, value in self.extra.items() if value is not None}
+        return {"error_code": code, "message": str(self), **extra}
 
 
 @dataclass
@@ -64,6 +75,7 @@ class GatewayConfig:
     log_spool_dir: str | None = None  # durable mode: each answered row is on local disk first
     log_fsync: bool = False  # durable mode: fsync the spool per request (survives power loss too)
     max_body_bytes: int = 1 << 20
+    max_string_bytes: int = MAX_STRING_BYTES  # per string feature value (and column name)
     max_batch_rows: int = 2048
     max_shadow_in_flight: int = 64
     keep_previous_s: float = 300.0
@@ -124,7 +136,9 @@ class Gateway:
 
     # ---- scoring -----------------------------------------------------------------------------
     async def score(self, name: str | None, body: bytes, headers: dict[str, str]) -> Scored:
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        sent = headers.get("x-request-id")
+        bad_id = request_id_problem(sent) if sent else None
+        request_id = sent if sent and bad_id is None else uuid.uuid4().hex
         try:
             deployment = self.deployment(name)
             stable = deployment.slots.get(STABLE)
@@ -136,34 +150,33 @@ class Gateway:
         held = deployment.slots[slot]
         started = time.perf_counter()
         try:
+            if bad_id is not None:
+                raise GatewayError(422, f"header 'x-request-id' {bad_id}", field="x-request-id")
             try:
-                payload = json.loads(body)
-            except ValueError as exc:
-                raise GatewayError(400, f"malformed JSON: {exc}") from None
+                payload = decode_json(body)
+            except MalformedBody as exc:
+                raise GatewayError(400, str(exc)) from None
             columns, rows = self._parse(payload, held.model)
         except GatewayError as exc:
             self._count(deployment, slot, held, exc.status)
             return self._error(exc, request_id)
         try:
-            output = await held.batcher.predict(columns, rows)
+            output, answer = await self._predict(held, columns, rows)
         except Exception as exc:
-            latency = time.perf_counter() - started
-            held.stats.record(latency, True, [])
-            self._count(deployment, slot, held, 500)
+            self._failed(deployment, slot, held, started, exc)
             if slot == STABLE:
-                log.exception("stable prediction failed on %s", deployment.name)
-                return self._error(
-                    GatewayError(500, f"prediction failed: {type(exc).__name__}: {exc}"), request_id
-                )
+                return self._error(_prediction_failed(exc), request_id)
             # A failing canary or staging version must not cost the caller: stable answers instead.
-            log.warning("%s version %s failed (%s); stable answers", slot, held.model.version, exc)
             slot, held = STABLE, stable
             try:
                 columns, rows = self._parse(payload, held.model)
-                output = await held.batcher.predict(columns, rows)
+                output, answer = await self._predict(held, columns, rows)
             except GatewayError as retry_exc:
                 self._count(deployment, slot, held, retry_exc.status)
                 return self._error(retry_exc, request_id)
+            except Exception as retry_exc:
+                self._failed(deployment, slot, held, started, retry_exc)
+                return self._error(_prediction_failed(retry_exc), request_id)
         latency = time.perf_counter() - started
         scores = output.scores()
         held.stats.record(latency, False, scores)
@@ -179,7 +192,7 @@ class Gateway:
             self._mirror(deployment, columns, rows, row_ids, output)
         return Scored(
             200,
-            _predictions_json(output.records()),
+            answer,
             {
                 "x-request-id": request_id,
                 "x-model-name": held.model.name,
@@ -188,18 +201,36 @@ class Gateway:
             },
         )
 
+    @staticmethod
+    async def _predict(held: Slot, columns: Columns, rows: int) -> tuple[BatchOutput, bytes]:
+        """The slot's output and the answer's JSON; an output that cannot be answered raises."""
+        output = await held.batcher.predict(columns, rows)
+        return output, _predictions_json(output)
+
+    def _failed(self, deployment: Deployment, slot: str, held: Slot, started: float, exc: Exception) -> None:
+        """A prediction that raised or returned what cannot be answered counts against its slot."""
+        held.stats.record(time.perf_counter() - started, True, [])
+        self._count(deployment, slot, held, 500)
+        if slot == STABLE:
+            log.error(
+                "stable version %s of %s failed: %s", held.model.version, deployment.name, exc, exc_info=exc
+            )
+        else:
+            log.warning("%s version %s failed (%s); stable answers", slot, held.model.version, exc)
+
     def _pick(self, deployment: Deployment, headers: dict[str, str]) -> str:
         explicit = headers.get(self.config.slot_header)
         if explicit and explicit in deployment.slots and explicit != SHADOW:
             return explicit
         return deployment.route(headers.get(self.config.key_header))
 
-    @staticmethod
-    def _parse(payload: Any, model: LoadedModel) -> tuple[Columns, int]:
+    def _parse(self, payload: Any, model: LoadedModel) -> tuple[Columns, int]:
         try:
             columns, rows = parse_payload(payload, model.schema.names if model.schema else None)
             if model.schema is not None:
-                model.schema.validate(columns)
+                model.schema.validate(columns, self.config.max_string_bytes)
+            else:
+                validate_free(columns, self.config.max_string_bytes)
         except InvalidInput as exc:
             raise GatewayError(422, str(exc), field=exc.field) from None
         return columns, rows
@@ -286,21 +317,9 @@ class Gateway:
         self._log(deployment, SHADOW, held.model, columns, row_ids, output)
 
     # ---- feedback ----------------------------------------------------------------------------
-    def feedback(self, payload: Any) -> dict[str, int]:
-        items = payload.get("feedback", [payload]) if isinstance(payload, dict) else payload
-        if not isinstance(items, list) or not items:
-            raise GatewayError(422, "feedback must be {'request_id', 'label'} or {'feedback': [...]}")
-        ids, labels, matched = [], [], 0
-        for i, item in enumerate(items):
-            if not isinstance(item, dict) or not isinstance(item.get("request_id"), str):
-                raise GatewayError(
-                    422, f"feedback item {i}: 'request_id' (string) is required", field="request_id"
-                )
-            label = item.get("label")
-            if type(label) is not int:
-                raise GatewayError(422, f"feedback item {i}: 'label' must be an integer", field="label")
-            ids.append(item["request_id"])
-            labels.append(label)
+    def feedback(self, body: FeedbackBody) -> dict[str, int]:
+        """Labels for answered rows: logged, and counted into the online accuracy of the answering slot."""
+        ids, labels, matched = body.request_ids, body.labels, 0
         for row_id, label in zip(ids, labels, strict=True):
             seen = self._recent.get(row_id)
             if seen is None:
@@ -321,8 +340,18 @@ class Gateway:
         return Slot(model, self.config.max_batch_rows)
 
     async def deploy_slot(self, name: str, slot: str, uri: str) -> Deployment:
+        """Load ``uri`` into a slot; loading the stable slot of an unknown name creates the deployment.
+
+        Everything that can be refused is refused before the load, which takes seconds and memory.
+        """
         if slot not in SLOTS:
-            raise GatewayError(422, f"unknown slot '{slot}'; slots are {list(SLOTS)}", field="slot")
+            raise GatewayError(422, f"unknown slot {preview(slot)}; slots are {list(SLOTS)}", field="slot")
+        if name not in self.deployments:
+            problem = name_problem(name)
+            if problem is not None:
+                raise GatewayError(422, problem, field="name")
+            if slot != STABLE:
+                raise GatewayError(404, f"unknown deployment '{name}': load its stable slot first")
         self._refuse_during_rollout(name)
         try:
             held = await self.load(uri)
@@ -330,7 +359,8 @@ class Gateway:
             raise GatewayError(422, f"{exc}; the current version keeps serving", field="model_uri") from None
         deployment = self.deployments.get(name)
         if deployment is None:
-            if slot != STABLE:
+            if slot != STABLE:  # deleted while loading
+                held.retire()
                 raise GatewayError(404, f"unknown deployment '{name}': load its stable slot first")
             deployment = self.deployments[name] = Deployment(name)
             self.default = self.default or name
@@ -354,21 +384,21 @@ class Gateway:
         self.publish(deployment)
         return deployment
 
-    def set_weights(self, name: str, canary: Any = None, shadow: Any = None) -> Deployment:
+    def set_weights(self, name: str, canary: int | None = None, shadow: float | None = None) -> Deployment:
+        """Set the canary percent and/or shadow fraction (typed and ranged by ``WeightsBody``).
+
+        Both are checked before either is applied: a refused request changes nothing.
+        """
         deployment = self.deployment(name)
         self._refuse_during_rollout(name)
+        if canary and CANARY not in deployment.slots:
+            raise GatewayError(409, f"'{name}' has no canary loaded to send traffic to")
+        if shadow and SHADOW not in deployment.slots:
+            raise GatewayError(409, f"'{name}' has no shadow loaded to mirror to")
         if canary is not None:
-            if type(canary) is not int or not 0 <= canary <= 100:
-                raise GatewayError(422, "canary weight must be an integer percent 0..100", field="canary")
-            if canary and CANARY not in deployment.slots:
-                raise GatewayError(409, f"'{name}' has no canary loaded to send traffic to")
             deployment.canary_weight = canary
         if shadow is not None:
-            if type(shadow) not in (int, float) or not 0 <= shadow <= 1:
-                raise GatewayError(422, "shadow fraction must be a number in 0..1", field="shadow")
-            if shadow and SHADOW not in deployment.slots:
-                raise GatewayError(409, f"'{name}' has no shadow loaded to mirror to")
-            deployment.shadow_fraction = float(shadow)
+            deployment.shadow_fraction = shadow
         deployment.record(
             "weights", f"canary {deployment.canary_weight}%, shadow {deployment.shadow_fraction:.0%}"
         )
@@ -380,7 +410,7 @@ class Gateway:
         deployment = self.deployment(name)
         controller = self._controllers.get(name)
         if controller is not None and not controller.rollout.done:
-            controller.act("promote")
+            _act(controller, "promote")
             return deployment
         held = deployment.slots.get(slot)
         if held is None or slot == STABLE:
@@ -478,12 +508,11 @@ class Gateway:
     def rollout_action(self, name: str, action: str) -> Rollout:
         deployment = self.deployment(name)
         controller = self._controllers.get(name)
+        if action not in ACTIONS:
+            raise GatewayError(404, f"unknown rollout action {preview(action)}; actions are {list(ACTIONS)}")
         if controller is None or deployment.rollout is None:
             raise GatewayError(409, f"'{name}' has no rollout")
-        try:
-            controller.act(action)
-        except RolloutError as exc:
-            raise GatewayError(409, str(exc)) from None
+        _act(controller, action)
         return deployment.rollout
 
     def _refuse_during_rollout(self, name: str) -> None:
@@ -517,13 +546,34 @@ class Gateway:
             await asyncio.to_thread(self.log.close)
 
 
-def _predictions_json(records: list[Any]) -> bytes:
-    """The scoring server's answer; NaN/inf are not JSON and go out as null."""
+def _act(controller: RolloutController, action: str) -> None:
+    """A person's decision on a running rollout; one its state does not allow is a 409."""
     try:
-        return json.dumps({"predictions": records}, allow_nan=False).encode()
-    except ValueError:
-        cleaned = [
-            {k: clean_json_value(v) for k, v in r.items()} if isinstance(r, dict) else clean_json_value(r)
-            for r in records
-        ]
-        return json.dumps({"predictions": cleaned}).encode()
+        controller.act(action)
+    except RolloutError as exc:
+        raise GatewayError(409, str(exc)) from None
+
+
+class ModelOutputError(ValueError):
+    """The model answered what cannot be served: a missing or non-finite value, or no JSON at all."""
+
+
+def _prediction_failed(exc: Exception) -> GatewayError:
+    return GatewayError(500, f"prediction failed: {type(exc).__name__}: {exc}")
+
+
+def _predictions_json(output: BatchOutput) -> bytes:
+    """The scoring server's answer, refused whole if any value is missing or not finite.
+
+    A null or NaN score answered 200 would be a silent wrong answer; it fails the slot the way
+    an exception in ``predict`` does (stable: an error; canary or staging: stable answers).
+    """
+    names = output.columns or ["prediction"]
+    for name, values in zip(names, output.values, strict=True):
+        for row, value in enumerate(values):
+            if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                raise ModelOutputError(f"output '{name}' row {row} is {value!r}, not a finite value")
+    try:
+        return json.dumps({"predictions": output.records()}, allow_nan=False).encode()
+    except (TypeError, ValueError) as exc:  # non-finite numbers nested in a value, or no JSON type
+        raise ModelOutputError(f"the output cannot be answered as JSON: {exc}") from None

@@ -9,6 +9,8 @@ path: MLflow's own schema enforcement can then be skipped, because it would redo
 from __future__ import annotations
 
 import math
+import reprlib
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,14 +21,46 @@ import pandas as pd
 PROTOCOL_KEYS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 Columns = dict[str, list[Any]]
 _MISSING = object()  # a key absent from one record of "dataframe_records": not the same as null
+# String values (features, column names) end up in the inference log: a client must not be able
+# to write megabytes per cell, nor text that is not Unicode (a lone surrogate cannot be encoded).
+MAX_STRING_BYTES = 1024
 
 
 class InvalidInput(ValueError):
-    """A request the model cannot take; ``field`` names the column at fault (HTTP 422)."""
+    """A request the gateway refuses (HTTP 422); ``field`` names the field or column at fault."""
 
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
+
+
+def _short_repr() -> reprlib.Repr:
+    short = reprlib.Repr()
+    short.maxlevel, short.maxlist, short.maxdict, short.maxstring, short.maxother = 2, 4, 4, 40, 40
+    return short
+
+
+_SHORT = _short_repr()
+
+
+def preview(value: Any, limit: int = 40) -> str:
+    """A bounded repr for error messages: a hostile value (huge, deeply nested) is never echoed whole."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def string_problem(value: str, max_bytes: int) -> str | None:
+    """Why a client string may not be logged (too long, not Unicode), or None when it may."""
+    if value.isascii():
+        size = len(value)
+    else:
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:
+            return "holds a lone surrogate (not valid Unicode)"
+    if size > max_bytes:
+        return f"is {size} bytes long, over the limit of {max_bytes} bytes"
+    return None
 
 
 def _records_to_columns(records: list[Any], where: str) -> Columns:
@@ -61,12 +95,14 @@ def parse_payload(body: Any, column_order: list[str] | None) -> tuple[Columns, i
         if not isinstance(value, dict) or not isinstance(value.get("columns"), list):
             raise InvalidInput("'dataframe_split' must be an object with 'columns' and 'data'")
         names, data = value["columns"], value.get("data")
+        if not all(isinstance(name, str) for name in names):
+            raise InvalidInput("'dataframe_split.columns' must be a list of strings", field="columns")
         if not isinstance(data, list) or not data:
             raise InvalidInput("'dataframe_split.data' must be a non-empty list of rows")
         for i, row in enumerate(data):
             if not isinstance(row, list) or len(row) != len(names):
                 raise InvalidInput(f"'dataframe_split.data' row {i} does not have {len(names)} values")
-        columns = {str(name): [row[j] for row in data] for j, name in enumerate(names)}
+        columns = {name: [row[j] for row in data] for j, name in enumerate(names)}
     elif key == "dataframe_records":
         if not isinstance(value, list):
             raise InvalidInput("'dataframe_records' must be a list of objects")
@@ -107,14 +143,59 @@ def _is_bool(v: Any) -> bool:
     return type(v) is bool
 
 
-# MLflow DataType name -> (accepts a JSON value, JSON type named in errors, dtype, null allowed)
-_TYPES: dict[str, tuple[Callable[[Any], bool], str, Any, bool]] = {
-    "long": (_is_int, "integer", np.int64, False),
-    "integer": (_is_int, "integer", np.int32, False),
-    "double": (_is_number, "number", np.float64, True),
-    "float": (_is_number, "number", np.float32, True),
-    "string": (_is_str, "string", object, False),
-    "boolean": (_is_bool, "boolean", bool, False),
+Limit = Callable[[Any, int], str | None]  # (value of the right JSON type, max string bytes) -> problem
+
+
+def _int_range(bits: int) -> Limit:
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def check(value: int, _: int) -> str | None:
+        return None if low <= value <= high else f"is out of range for a {bits}-bit integer"
+
+    return check
+
+
+def _float_range(largest: float, bits: int) -> Limit:
+    """Finite and representable: 1e400 parses as inf, 1e39 turns into inf in a float32 column."""
+
+    def check(value: float, _: int) -> str | None:
+        if -largest <= value <= largest:
+            return None
+        if isinstance(value, float) and math.isnan(value):
+            return "is NaN; send null for a missing value"
+        return f"is out of range for a {bits}-bit float (send a finite number)"
+
+    return check
+
+
+def _no_limit(value: Any, _: int) -> str | None:
+    return None
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How one MLflow column type is checked and stored."""
+
+    accepts: Callable[[Any], bool]
+    json_type: str  # named in errors
+    dtype: Any
+    nullable: bool
+    limit: Limit
+
+
+_TYPES: dict[str, _Kind] = {
+    "long": _Kind(_is_int, "integer", np.int64, False, _int_range(64)),
+    "integer": _Kind(_is_int, "integer", np.int32, False, _int_range(32)),
+    "double": _Kind(_is_number, "number", np.float64, True, _float_range(sys.float_info.max, 64)),
+    "float": _Kind(_is_number, "number", np.float32, True, _float_range(float(np.finfo(np.float32).max), 32)),
+    "string": _Kind(_is_str, "string", object, False, lambda v, cap: string_problem(v, cap)),
+    "boolean": _Kind(_is_bool, "boolean", bool, False, _no_limit),
+}
+# Models without a column signature: JSON scalars still get the limits of the widest column type.
+_FREE_LIMITS: dict[type, Limit] = {
+    int: _TYPES["long"].limit,
+    float: _TYPES["double"].limit,
+    str: _TYPES["string"].limit,
 }
 
 
@@ -143,26 +224,40 @@ class InputSchema:
             return None
         return cls([Field(spec.name, spec.type.name, spec.required) for spec in schema.inputs])
 
-    def validate(self, columns: Columns) -> None:
-        """Raise ``InvalidInput`` naming the first offending field; values are left as sent."""
+    def validate(self, columns: Columns, max_string_bytes: int = MAX_STRING_BYTES) -> None:
+        """Raise ``InvalidInput`` naming the first offending field; values are left as sent.
+
+        Besides the JSON type, each value must fit its column's dtype (an int64, a finite float32,
+        a string of at most ``max_string_bytes``): what fails here would otherwise fail later, as
+        a server error in ``frame`` or as a row the inference log cannot write.
+        """
         for name in columns:
             if name not in self._by_name:
-                raise InvalidInput(f"unknown field '{name}'; the model takes {self.names}", field=name)
+                raise InvalidInput(
+                    f"unknown field {preview(name)}; the model takes {self.names}", field=name[:64]
+                )
         for spec in self.fields:
             values = columns.get(spec.name)
             if values is None:
                 if spec.required:
                     raise InvalidInput(f"missing required field '{spec.name}' ({spec.type})", field=spec.name)
                 continue
-            accepts, json_type, _, nullable = _TYPES[spec.type]
+            kind = _TYPES[spec.type]
             for row, value in enumerate(values):
-                if value is _MISSING or (value is None and not nullable):
+                if value is _MISSING or (value is None and not kind.nullable):
                     raise InvalidInput(f"field '{spec.name}' row {row}: value missing", field=spec.name)
-                if value is not None and not accepts(value):
+                if value is None:
+                    continue
+                if not kind.accepts(value):
                     raise InvalidInput(
-                        f"field '{spec.name}' row {row}: expected {json_type} ({spec.type}), "
-                        f"got {type(value).__name__} {value!r:.40}",
+                        f"field '{spec.name}' row {row}: expected {kind.json_type} ({spec.type}), "
+                        f"got {type(value).__name__} {preview(value)}",
                         field=spec.name,
+                    )
+                problem = kind.limit(value, max_string_bytes)
+                if problem is not None:
+                    raise InvalidInput(
+                        f"field '{spec.name}' row {row}: {preview(value)} {problem}", field=spec.name
                     )
 
     def frame(self, columns: Columns, rows: int) -> pd.DataFrame:
@@ -170,7 +265,7 @@ class InputSchema:
         data = {}
         for spec in self.fields:
             values = columns.get(spec.name)
-            dtype = _TYPES[spec.type][2]
+            dtype = _TYPES[spec.type].dtype
             if values is None:
                 data[spec.name] = (
                     np.full(rows, np.nan) if dtype in (np.float64, np.float32) else [None] * rows
@@ -180,15 +275,23 @@ class InputSchema:
         return pd.DataFrame(data)
 
 
+def validate_free(columns: Columns, max_string_bytes: int = MAX_STRING_BYTES) -> None:
+    """The limits that hold without a signature: names and scalar values that can be logged."""
+    for name, values in columns.items():
+        problem = string_problem(name, max_string_bytes)
+        if problem is not None:
+            raise InvalidInput(f"column name {preview(name)} {problem}", field=name[:64])
+        for row, value in enumerate(values):
+            limit = _FREE_LIMITS.get(type(value))
+            problem = limit(value, max_string_bytes) if limit is not None else None
+            if problem is not None:
+                raise InvalidInput(
+                    f"field {preview(name)} row {row}: {preview(value)} {problem}", field=name[:64]
+                )
+
+
 def frame_without_schema(columns: Columns) -> pd.DataFrame:
     """Models without a signature get what pandas infers, as ``mlflow models serve`` would do."""
     return pd.DataFrame(
         {name: [None if v is _MISSING else v for v in vals] for name, vals in columns.items()}
     )
-
-
-def clean_json_value(value: Any) -> Any:
-    """NaN/inf are not JSON; the scoring protocol answers them as null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
