@@ -18,6 +18,8 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pandas as pd
 
+from conveyor.core import atomic
+
 NUMERIC = "numeric"
 CATEGORICAL = "categorical"
 UNSEEN = "__unseen__"
@@ -475,7 +477,12 @@ class DriftDetector(ABC):
         )
 
     def save(self, path: str | Path) -> Path:
-        """Write the detector to a folder (created); ``conveyor.core.drift.load_detector`` reads it."""
+        """Write the detector to a folder (created); ``conveyor.core.drift.load_detector`` reads it.
+
+        The state file goes last and atomically: ``load_detector`` refuses a folder without it,
+        so a reader of a fresh folder that is still being written gets a clear error, never a
+        detector restored from half its files.
+        """
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
@@ -483,7 +490,7 @@ class DriftDetector(ABC):
         )
         self._save(folder)
         state = {"backend": self.backend, "config": self.config.to_dict(), "schema": self.schema.to_dict()}
-        (folder / STATE_FILE).write_text(json.dumps(state, indent=2))
+        atomic.write_text(folder / STATE_FILE, json.dumps(state, indent=2))
         return folder
 
     @classmethod

@@ -1,14 +1,22 @@
 """Detectors versioned beside the model version they watch, as artifacts of its training run.
 
-``drift/detector/<target>/<backend>-<method>/`` holds the saved detector (alibi-detect's
-``config.toml`` + ``x_ref.npy`` for the alibi backend); it is built once from the run's
-``reference/reference_sample.parquet`` and reused by every later check of that version.
+A detector is built once from the run's ``reference/reference_sample.parquet`` and reused by
+every later check of that version. Several sensors may find it missing at once (the data and
+prediction drift sensors of one DAG run, two DAG runs), and MLflow's artifact store has no
+rename: a reader listing a folder that another sensor is still uploading would load half a
+detector. So every build goes to its own folder, ``drift/detector/<target>/<backend>-<method>/
+<build>/`` (alibi-detect's ``config.toml`` + ``x_ref.npy`` for the alibi backend), and only once
+it is fully uploaded does the run tag ``conveyor.drift.detector.<target>.<backend>-<method>``
+point at it. Readers follow the tag, never a listing; a builder that finds the tag set by a
+faster one meanwhile uses that one, so later checks all test with the same detector. The
+loser's folder stays behind unused (MLflow clients cannot delete artifacts).
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
+import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +33,7 @@ log = logging.getLogger(__name__)
 REFERENCE_ARTIFACT = "reference/reference_sample.parquet"
 METRICS_ARTIFACT = "evaluation/metrics.json"
 DETECTOR_ARTIFACT = "drift/detector"
+DETECTOR_TAG = "conveyor.drift.detector"
 FEATURES = "features"
 PREDICTIONS = "predictions"
 TARGETS = (FEATURES, PREDICTIONS)
@@ -32,24 +41,45 @@ SCORE_COLUMN = "delay_probability"
 
 
 def detector_artifact_path(target: str, config: DriftConfig) -> str:
+    """The folder under which the builds of one (target, backend, method) go."""
     if target not in TARGETS:
         raise ValueError(f"unknown detector target {target!r}: expected one of {TARGETS}")
     return f"{DETECTOR_ARTIFACT}/{target}/{config.backend}-{config.method}"
 
 
+def detector_tag(target: str, config: DriftConfig) -> str:
+    """The run tag that names the complete build readers use (set only after its upload)."""
+    detector_artifact_path(target, config)  # validates the target
+    return f"{DETECTOR_TAG}.{target}.{config.backend}-{config.method}"
+
+
 def load_reference_sample(client: MlflowClient, run_id: str) -> pd.DataFrame:
     from mlflow.exceptions import MlflowException
 
-    try:
-        local = client.download_artifacts(
-            run_id, REFERENCE_ARTIFACT, tempfile.mkdtemp(prefix="conveyor-ref-")
-        )
-    except (MlflowException, OSError) as exc:
-        raise DriftInputError(
-            f"run {run_id} has no reference sample at {REFERENCE_ARTIFACT!r}: "
-            f"cannot build a drift detector ({exc})"
-        ) from exc
-    return pd.read_parquet(local)
+    with tempfile.TemporaryDirectory(prefix="conveyor-ref-") as tmp:
+        try:
+            local = client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp)
+        except (MlflowException, OSError) as exc:
+            raise DriftInputError(
+                f"run {run_id} has no reference sample at {REFERENCE_ARTIFACT!r}: "
+                f"cannot build a drift detector ({exc})"
+            ) from exc
+        return pd.read_parquet(local)
+
+
+def _saved_detector(
+    client: MlflowClient, model_name: str, version: str, run_id: str, build: str
+) -> DriftDetector:
+    """Download a complete build into a private folder and load it; a corrupt one raises."""
+    with tempfile.TemporaryDirectory(prefix="conveyor-detector-") as tmp:
+        local = client.download_artifacts(run_id, build, tmp)
+        try:
+            return load_detector(local)
+        except DriftDetectorLoadError as exc:
+            raise DriftDetectorLoadError(
+                f"drift detector of {model_name} v{version} (run {run_id}, artifact {build}) "
+                f"failed to load: {exc}"
+            ) from exc
 
 
 def model_detector(
@@ -66,37 +96,44 @@ def model_detector(
     """
     config = config or DriftConfig()
     run_id = client.get_model_version(model_name, version).run_id
-    path = detector_artifact_path(target, config)
-    if client.list_artifacts(run_id, path):
-        local = client.download_artifacts(run_id, path, tempfile.mkdtemp(prefix="conveyor-detector-"))
-        try:
-            detector = load_detector(local)
-        except DriftDetectorLoadError as exc:
-            raise DriftDetectorLoadError(
-                f"drift detector of {model_name} v{version} (run {run_id}, artifact {path}) "
-                f"failed to load: {exc}"
-            ) from exc
+    tag = detector_tag(target, config)
+    saved = client.get_run(run_id).data.tags.get(tag)
+    if saved:
+        detector = _saved_detector(client, model_name, version, run_id, saved)
         if detector.config == config:
-            log.info("drift: using saved detector %s of %s v%s", path, model_name, version)
+            log.info("drift: using saved detector %s of %s v%s", saved, model_name, version)
             return detector
-        log.info("drift: saved detector %s has another configuration; rebuilding", path)
+        log.info("drift: saved detector %s has another configuration; rebuilding", saved)
+    detector = _build(client, model_name, version, run_id, target, config)
+    build = f"{detector_artifact_path(target, config)}/{uuid.uuid4().hex}"
+    with tempfile.TemporaryDirectory(prefix="conveyor-detector-") as tmp:
+        detector.save(Path(tmp))
+        client.log_artifacts(run_id, tmp, build)
+    meanwhile = client.get_run(run_id).data.tags.get(tag)
+    if meanwhile and meanwhile != saved:
+        winner = _saved_detector(client, model_name, version, run_id, meanwhile)
+        if winner.config == config:
+            log.info("drift: another check saved detector %s first; using it", meanwhile)
+            return winner
+    client.set_tag(run_id, tag, build)
+    log.info("drift: built detector %s of %s v%s", build, model_name, version)
+    return detector
+
+
+def _build(
+    client: MlflowClient, model_name: str, version: str, run_id: str, target: str, config: DriftConfig
+) -> DriftDetector:
+    """Fit on the run's reference sample (for predictions: the version's scores on it)."""
     reference = load_reference_sample(client, run_id)
+    log.info("drift: building a %s detector from %d reference rows", target, len(reference))
     if target == PREDICTIONS:
         from conveyor.core.gate import load_version_model
 
         model = load_version_model(client, model_name, version)
         scores = model.predict(reference.drop(columns=[c for c in ("delayed",) if c in reference]))
         reference = pd.DataFrame({SCORE_COLUMN: scores[SCORE_COLUMN].to_numpy(dtype=float)})
-        detector = build_detector(reference, config, numeric=(SCORE_COLUMN,), categorical=())
-    else:
-        detector = build_detector(reference, config)
-    with tempfile.TemporaryDirectory(prefix="conveyor-detector-") as tmp:
-        detector.save(Path(tmp))
-        client.log_artifacts(run_id, tmp, path)
-    log.info(
-        "drift: built detector %s of %s v%s from %d reference rows", path, model_name, version, len(reference)
-    )
-    return detector
+        return build_detector(reference, config, numeric=(SCORE_COLUMN,), categorical=())
+    return build_detector(reference, config)
 
 
 def reference_metrics(client: MlflowClient, run_id: str, metrics: tuple[str, ...]) -> dict[str, float]:
@@ -105,11 +142,9 @@ def reference_metrics(client: MlflowClient, run_id: str, metrics: tuple[str, ...
 
     from mlflow.exceptions import MlflowException
 
-    try:
-        local = client.download_artifacts(
-            run_id, METRICS_ARTIFACT, tempfile.mkdtemp(prefix="conveyor-metrics-")
-        )
-        values = json.loads(Path(local).read_text())
-    except (MlflowException, OSError, ValueError):
-        values = client.get_run(run_id).data.metrics
+    with tempfile.TemporaryDirectory(prefix="conveyor-metrics-") as tmp:
+        try:
+            values = json.loads(Path(client.download_artifacts(run_id, METRICS_ARTIFACT, tmp)).read_text())
+        except (MlflowException, OSError, ValueError):
+            values = client.get_run(run_id).data.metrics
     return {m: float(values[m]) for m in metrics if values.get(m) is not None}
