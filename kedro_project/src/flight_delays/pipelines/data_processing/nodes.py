@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from conveyor.core.lineage import content_hash
-from conveyor.core.validation import validate_frame
+from conveyor.core.validation import ValidationReport, row_count_bounds, validate_frame
 from flight_delays.data import join_weather, parse_partition, partition_label, select_months
 from flight_delays.features import build_features, split_by_time
 
@@ -22,14 +22,63 @@ def select_partition(flights: Mapping[str, Callable[[], pd.DataFrame]], partitio
     return rows
 
 
-def validate_partition(
-    flights: pd.DataFrame, suite: dict[str, Any], partition: str
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """The data gate: warnings are logged, a critical failure raises ``DataValidationError``.
+def gate_parameters(
+    flights: Mapping[str, Callable[[], pd.DataFrame]], partition: str, params: dict[str, Any]
+) -> dict[str, Any]:
+    """What the flights suite cannot know by itself: which months were asked for, and how many
+    rows a month had before (the partitions the pipeline reads, so no count is kept by hand).
 
-    The flights pass through so that everything downstream depends on the gate having passed.
+    Only months before the first requested one count, at most ``history_months`` of them.
     """
-    report = validate_frame(flights, suite, dataset=f"flights {partition_label(parse_partition(partition))}")
+    months = parse_partition(partition)
+    earlier = [m for m in sorted(flights) if m < months[0]][-int(params["history_months"]) :]
+    low, high = row_count_bounds(
+        [len(flights[m]()) for m in earlier],
+        len(months),
+        low=float(params["row_count_low"]),
+        high=float(params["row_count_high"]),
+        minimum=int(params["min_rows_per_month"]),
+    )
+    return {
+        "row_count_min": low,
+        "row_count_max": high,
+        "partition_years": sorted({int(m[:4]) for m in months}),
+        "partition_months": sorted({int(m[5:]) for m in months}),
+        "history": earlier,
+    }
+
+
+def validate_partition(
+    flights: pd.DataFrame,
+    weather: pd.DataFrame,
+    flights_suite: dict[str, Any],
+    weather_suite: dict[str, Any],
+    parameters: dict[str, Any],
+    partition: str,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The data gate: each source table against its own suite, one verdict; warnings are
+    logged, a critical failure raises ``DataValidationError``.
+
+    Weather is checked at its own grain (the partition's months), not after the join: a broken
+    reading in an hour without flights still says that the feed is broken. The flights pass
+    through so that everything downstream depends on the gate having passed.
+    """
+    label = partition_label(parse_partition(partition))
+    logger.info(
+        "Row count bounds %s..%s from earlier months %s",
+        parameters["row_count_min"],
+        parameters["row_count_max"],
+        ", ".join(parameters["history"]) or "(none)",
+    )
+    in_months = weather.set_index(["year", "month"]).index.isin(
+        [(int(m[:4]), int(m[5:])) for m in parse_partition(partition)]
+    )
+    report = ValidationReport.combine(
+        [
+            validate_frame(flights, flights_suite, dataset=f"flights {label}", parameters=parameters),
+            validate_frame(weather[in_months], weather_suite, dataset=f"weather {label}"),
+        ]
+    )
     logger.log(logging.INFO if report.success else logging.ERROR, "%s", report.to_text())
     report.raise_for_critical()
     return flights, report.to_dict()

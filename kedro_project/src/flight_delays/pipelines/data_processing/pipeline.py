@@ -13,8 +13,21 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="select_partition",
             ),
             Node(
+                nodes.gate_parameters,
+                ["flights", "params:partition", "params:data_gate"],
+                "gate_parameters",
+                name="gate_parameters",
+            ),
+            Node(
                 nodes.validate_partition,
-                ["flights_partition", "flights_partition_suite", "params:partition"],
+                [
+                    "flights_partition",
+                    "weather",
+                    "flights_partition_suite",
+                    "weather_partition_suite",
+                    "gate_parameters",
+                    "params:partition",
+                ],
                 ["validated_flights", "data_validation_report"],
                 name="validate_partition",
             ),
