@@ -124,9 +124,12 @@ def drift_summary(tracking_uri: str, name: str) -> dict[str, Any]:
 
     Checks are the monitoring runs that ``conveyor.core.drift.monitor`` records (docs/contracts.md,
     "Monitoring"); reading them through its names keeps the notebook and the sensors in step.
+    Only finished runs count: a sensor logs the report and plots one by one and terminates the
+    run last, so a running check may still lack them (or be mid-upload).
     """
     import json
     import tempfile
+    from pathlib import Path
 
     from conveyor.core.drift.monitor import DATA_DRIFT, MONITORING_EXPERIMENT
 
@@ -138,6 +141,7 @@ def drift_summary(tracking_uri: str, name: str) -> dict[str, Any]:
                 [experiment.experiment_id],
                 filter_string=(
                     f"tags.`conveyor.model_name` = '{name}' and tags.`conveyor.monitor.kind` = '{DATA_DRIFT}'"
+                    " and attributes.status = 'FINISHED'"
                 ),
                 order_by=["attributes.start_time DESC"],
                 max_results=1,
@@ -157,11 +161,9 @@ def drift_summary(tracking_uri: str, name: str) -> dict[str, Any]:
     report: dict[str, Any] = {}
     report_path = f"{DATA_DRIFT}/report.json"
     if report_path in files:
-        local = client.download_artifacts(
-            run.info.run_id, report_path, tempfile.mkdtemp(prefix="conveyor-drift-")
-        )
-        with open(local) as fh:
-            report = json.load(fh)
+        with tempfile.TemporaryDirectory(prefix="conveyor-drift-") as tmp:
+            local = client.download_artifacts(run.info.run_id, report_path, tmp)
+            report = json.loads(Path(local).read_text())
     return {
         "name": name,
         "run_id": run.info.run_id,
@@ -175,10 +177,14 @@ def drift_summary(tracking_uri: str, name: str) -> dict[str, Any]:
 
 
 def artifact_bytes(tracking_uri: str, run_id: str, path: str) -> bytes:
-    """One artifact's content (a drift plot), fetched server-side so the browser needs no MLflow access."""
+    """One artifact's content (a drift plot), fetched server-side so the browser needs no MLflow access.
+
+    Each call downloads into its own folder, removed after reading: the panel asks for plots on
+    every refresh, from several requests at once.
+    """
     import tempfile
     from pathlib import Path
 
     client = _client(tracking_uri)
-    local = client.download_artifacts(run_id, path, tempfile.mkdtemp(prefix="conveyor-artifact-"))
-    return Path(local).read_bytes()
+    with tempfile.TemporaryDirectory(prefix="conveyor-artifact-") as tmp:
+        return Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
