@@ -9,13 +9,18 @@ line. Real teams keep Airflow's dependencies and the project's apart; both paths
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import socket
 import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 RESULT_MARKER = "CONVEYOR_KEDRO_RESULT "
+SCRATCH_PREFIX = "conveyor-kedro-data-"
 
 
 def run_pipeline(
@@ -42,7 +47,7 @@ def run_pipeline(
     """
     params = dict(params or {})
     if scratch_data and "data_root" not in params:
-        with tempfile.TemporaryDirectory(prefix="conveyor-kedro-data-") as scratch:
+        with scratch_folder() as scratch:
             return run_pipeline(
                 project_path,
                 pipeline=pipeline,
@@ -73,6 +78,35 @@ def run_pipeline(
             tags=tags or None,
         )
     return _tracked(session_id)
+
+
+@contextmanager
+def scratch_folder(root: str | None = None) -> Iterator[str]:
+    """A private ``data_root`` for one run, removed afterwards, also when the run fails.
+
+    A run killed outright (SIGKILL on a task timeout, OOM) cannot remove its folder, and a
+    training run's intermediate data is large; the next run on this host removes the folders
+    whose run is gone. The name carries host and pid, so a folder is only removed once its own
+    process is known to have ended, never one of a live run (nor of another host sharing it).
+    """
+    root = root or tempfile.gettempdir()
+    own = f"{SCRATCH_PREFIX}{socket.gethostname()}-"
+    for folder in Path(root).glob(f"{own}*"):
+        pid = folder.name.removeprefix(own).partition("-")[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+    with tempfile.TemporaryDirectory(prefix=f"{own}{os.getpid()}-", dir=root) as scratch:
+        yield scratch
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _tracked(session_id: str) -> dict[str, Any]:
