@@ -21,6 +21,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from conveyor.core import atomic
 from conveyor.local import services
 from conveyor.local.postgres import LocalPostgres
 from conveyor.local.process import ensure_port_free, free_port, log_tail, start_group, stop_group, wait_http
@@ -163,7 +164,7 @@ class LocalAirflow:
             "worker_log_port": free_port(),
             "trigger_log_port": free_port(),
         }
-        path.write_text(json.dumps(values))
+        atomic.write_text(path, json.dumps(values))  # a truncated file would lock this home out for good
         path.chmod(0o600)
         return values
 
@@ -177,7 +178,7 @@ class LocalAirflow:
         self._record("postgres", self.postgres.pid, group=False, stop_signal="SIGINT")
         self.postgres.create_database("airflow")
         # A known login instead of the generated password Airflow would print once.
-        self._passwords_file.write_text(json.dumps({self.username: self.password}))
+        atomic.write_text(self._passwords_file, json.dumps({self.username: self.password}))
         env = {**os.environ, **self.env()}
         self._migrate(env)
         try:
