@@ -113,3 +113,71 @@ def register_flight_model(
             partition=",".join(months),
         )
         return tracking.register_candidate(model_info, name, alias, tags)
+
+
+ADVERSARIAL_CODE = Path(__file__).with_name("adversarial_model.py")
+# What ``adversarial_model.py`` can be told to do wrong ("none": a servable model of the same kind).
+FAULTS = (
+    "none",
+    "raise_on_load",
+    "raise_on_predict",
+    "wrong_columns",
+    "no_label_column",
+    "too_few_rows",
+    "flat_array",
+    "out_of_range",
+    "nan",
+)
+
+
+def register_adversarial_model(
+    tracking_uri: str,
+    name: str,
+    fault: str,
+    eval_set: pd.DataFrame,
+    *,
+    with_signature: bool = True,
+    alias: str = "challenger",
+) -> Any:
+    """Register a model that misbehaves as ``fault`` says (see ``FAULTS``); returns the ``ModelVersion``.
+
+    Its run logs ``eval_set`` where the gate and infra validation look for real rows, exactly as a
+    training run does. ``with_signature`` gives it the flight model's input and output signature
+    (features -> ``delay_probability``, ``delayed``), so a check that reads the declared outputs
+    can tell a model that breaks its own contract.
+    """
+    import mlflow
+
+    from flight_delays import tracking
+    from flight_delays.mlflow_model import SIGNATURE
+
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; known: {FAULTS}")
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    mlflow.set_experiment(f"{name}-tests")
+    with mlflow.start_run(run_name=f"adversarial {fault}"):
+        tracking.log_eval_set(eval_set)
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(ADVERSARIAL_CODE),
+            model_config={"fault": fault},
+            signature=SIGNATURE if with_signature else None,
+            # Declared, so logging skips MLflow's requirement inference (a subprocess per model).
+            pip_requirements=["mlflow", "numpy", "pandas"],
+        )
+        return tracking.register_candidate(info, name, alias, {"conveyor.test.fault": fault})
+
+
+def model_files(artifact_root: Path, tracking_uri: str, name: str, version: str) -> Path:
+    """The folder on disk that holds a version's files, under an ``mlflow server``'s artifact root.
+
+    For tests that break a registered model the way a bad upload or a lost file would.
+    """
+    from mlflow import MlflowClient
+
+    location = MlflowClient(tracking_uri, tracking_uri).get_model_version_download_uri(name, version)
+    scheme, _, rest = location.partition(":")
+    if scheme != "mlflow-artifacts":
+        raise ValueError(f"{name} v{version} is not stored by the server's artifact proxy: {location}")
+    return artifact_root / rest.lstrip("/")

@@ -34,6 +34,8 @@ GATE_ID_TAG = "conveyor.gate.id"
 BASELINE_TAG = "conveyor.gate.baseline_version"
 LABEL_COLUMN = "delayed"
 SCORE_COLUMN = "delay_probability"
+# The reason of a rejected candidate that could not be scored starts with this.
+UNSCORABLE = "candidate cannot be scored"
 
 # Direction of the metrics ``score_predictions`` computes; a rule may name others if it says
 # which way is better.
@@ -51,7 +53,16 @@ _EPS = 1e-12
 
 
 class GateError(ValueError):
-    """The gate was asked something it cannot answer (bad rule, missing eval set, empty reason)."""
+    """The gate was asked something it cannot answer (bad rule, missing eval set, empty reason).
+
+    Raised, never recorded: the fault is in the request or the surroundings, not in the candidate,
+    so the task fails (and may be retried) and the candidate keeps no verdict it did not earn.
+    """
+
+
+class UnscorableModelError(Exception):
+    """A version that cannot be scored through its own fault: it does not load, its ``predict``
+    raises, or its output is not one probability in [0, 1] per row. The message says which."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +263,15 @@ def _check(
     )
 
 
+def _check_request(rules: list[MetricRule], no_champion: str, force_reason: str | None) -> None:
+    if no_champion not in ("absolute_only", "reject"):
+        raise GateError(f"no_champion must be 'absolute_only' or 'reject', got {no_champion!r}")
+    if not rules:
+        raise GateError("the gate needs at least one metric rule")
+    if force_reason is not None and not force_reason.strip():
+        raise GateError("a forced pass needs a non-empty reason")
+
+
 def decide(
     rules: list[MetricRule],
     candidate_metrics: dict[str, float],
@@ -273,12 +293,7 @@ def decide(
     only thresholds are checked (and the decision says so), with ``"reject"`` the gate refuses.
     A forced pass needs a non-empty reason; it keeps every failed check visible next to the reason.
     """
-    if no_champion not in ("absolute_only", "reject"):
-        raise GateError(f"no_champion must be 'absolute_only' or 'reject', got {no_champion!r}")
-    if not rules:
-        raise GateError("the gate needs at least one metric rule")
-    if force_reason is not None and not force_reason.strip():
-        raise GateError("a forced pass needs a non-empty reason")
+    _check_request(rules, no_champion, force_reason)
     has_champion = baseline_metrics is not None
     base = baseline_metrics or {}
     checks = [_check(r, candidate_metrics.get(r.metric), base.get(r.metric), has_champion) for r in rules]
@@ -315,6 +330,44 @@ def decide(
     )
 
 
+def unscorable(
+    problem: str,
+    rules: list[MetricRule],
+    *,
+    model_name: str,
+    candidate_version: str | None = None,
+    candidate_run_id: str | None = None,
+    baseline_version: str | None = None,
+    no_champion: NoChampionPolicy = "absolute_only",
+    force_reason: str | None = None,
+    forced_by: str | None = None,
+    eval_rows: int | None = None,
+    eval_source: str | None = None,
+) -> GateDecision:
+    """The rejection of a candidate that could not be scored, with ``problem`` as the reason.
+
+    A forced pass does not override it: forcing overrules the gate's judgement of the metrics,
+    while a version that cannot load or answer has no metrics to judge and would break serving.
+    The request (and who asked to force) is kept in the reason.
+    """
+    _check_request(rules, no_champion, force_reason)
+    reason = f"{UNSCORABLE}: {problem}"
+    if force_reason is not None:
+        reason += f" (forced pass asked by {forced_by or 'unknown'} not applied: {force_reason.strip()})"
+    return GateDecision(
+        model_name=model_name,
+        candidate_version=candidate_version,
+        candidate_run_id=candidate_run_id,
+        baseline_version=baseline_version,
+        status="rejected",
+        reason=reason,
+        checks=[],
+        no_champion_policy=no_champion,
+        eval_rows=eval_rows,
+        eval_source=eval_source,
+    )
+
+
 def score_predictions(labels: pd.Series, probabilities: pd.Series) -> dict[str, float]:
     """Binary-classification metrics; a metric that cannot be computed is NaN, never an exception.
 
@@ -338,32 +391,118 @@ def score_predictions(labels: pd.Series, probabilities: pd.Series) -> dict[str, 
     return out
 
 
-def load_version_model(client: MlflowClient, name: str, version: str) -> Any:
-    """The pyfunc model of one registered version, fetched through ``client``'s tracking server."""
+def probabilities_from(predictions: Any, rows: int) -> pd.Series:
+    """The ``delay_probability`` column of a model's output, checked to be one probability per row.
+
+    Raises ``UnscorableModelError`` naming what is wrong (not a table, column missing, row count,
+    non-numeric, NaN/inf or outside [0, 1]): metrics computed on such output would be garbage or
+    an exception, and either would hide the real problem.
+    """
+    import numpy as np
+    import pandas as pd
+
+    if not isinstance(predictions, pd.DataFrame):
+        shape = getattr(predictions, "shape", None)
+        what = type(predictions).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
+        raise UnscorableModelError(f"predict returned {what}, not a table with a {SCORE_COLUMN!r} column")
+    if SCORE_COLUMN not in predictions.columns:
+        raise UnscorableModelError(
+            f"predict returned no {SCORE_COLUMN!r} column (columns: {list(map(str, predictions.columns))})"
+        )
+    if len(predictions) != rows:
+        raise UnscorableModelError(f"predict returned {len(predictions)} rows for {rows} input rows")
+    column = predictions[SCORE_COLUMN]
+    if isinstance(column, pd.DataFrame):
+        raise UnscorableModelError(f"predict returned {column.shape[1]} columns named {SCORE_COLUMN!r}")
+    values = pd.to_numeric(column, errors="coerce")
+    bad = values.isna() & column.notna()
+    if bad.any() or column.dtype == bool:
+        first = column[bad].iloc[0] if bad.any() else column.iloc[0]
+        raise UnscorableModelError(f"{SCORE_COLUMN!r} is not numeric (e.g. {str(first)[:40]!r})")
+    values = values.astype(float)
+    finite = np.isfinite(values.to_numpy())
+    if not finite.all():
+        count, first = int((~finite).sum()), values[~finite].iloc[0]
+        raise UnscorableModelError(
+            f"{SCORE_COLUMN!r} is NaN or infinite in {count} of {rows} rows (e.g. {first})"
+        )
+    outside = (values < 0.0) | (values > 1.0)
+    if outside.any():
+        raise UnscorableModelError(
+            f"{SCORE_COLUMN!r} is outside [0, 1] in {int(outside.sum())} of {rows} rows "
+            f"(min {values.min():.4g}, max {values.max():.4g})"
+        )
+    return values
+
+
+def download_version(client: MlflowClient, name: str, version: str) -> str:
+    """A local copy of one registered version's files, fetched through ``client``'s server.
+
+    Failures here are the server's or the store's (unreachable, refused), not the model's: a
+    version whose files are missing downloads what is there and then fails to load.
+    """
     import mlflow
 
     # The registry's download URI is the artifact location itself; a ``models:/`` source would be
     # resolved by MLflow against the *global* tracking URI instead of this client's server.
     location = client.get_model_version_download_uri(name, version)
-    local = mlflow.artifacts.download_artifacts(
+    return mlflow.artifacts.download_artifacts(
         artifact_uri=location,
         dst_path=tempfile.mkdtemp(prefix="conveyor-gate-"),
         tracking_uri=client.tracking_uri,
     )
-    return mlflow.pyfunc.load_model(local)
+
+
+def load_version_model(client: MlflowClient, name: str, version: str) -> Any:
+    """The pyfunc model of one registered version, fetched through ``client``'s tracking server."""
+    import mlflow
+
+    return mlflow.pyfunc.load_model(download_version(client, name, version))
 
 
 def score_version(client: MlflowClient, name: str, version: str, frame: pd.DataFrame) -> dict[str, float]:
-    """Score one registered version on ``frame`` (features + ``delayed``)."""
+    """Score one registered version on ``frame`` (features + ``delayed``).
+
+    ``UnscorableModelError`` when the version does not load, its ``predict`` raises or its output
+    is unusable; download and server errors propagate as they are.
+    """
     if LABEL_COLUMN not in frame.columns:
         raise GateError(
             f"evaluation set has no label column {LABEL_COLUMN!r} (columns: {list(frame.columns)})"
         )
-    model = load_version_model(client, name, version)
-    predictions = model.predict(frame.drop(columns=[LABEL_COLUMN]))
-    if SCORE_COLUMN not in predictions:
-        raise GateError(f"model {name} v{version} returned no {SCORE_COLUMN!r} column")
-    return score_predictions(frame[LABEL_COLUMN], predictions[SCORE_COLUMN])
+    import mlflow
+
+    local = download_version(client, name, version)
+    try:
+        model = mlflow.pyfunc.load_model(local)
+    except Exception as exc:  # the model's own code, pickle, files or dependencies
+        raise UnscorableModelError(f"{name} v{version} does not load: {_error(exc)}") from exc
+    _check_inputs(model, frame, f"{name} v{version}")
+    try:
+        predictions = model.predict(frame.drop(columns=[LABEL_COLUMN]))
+    except Exception as exc:
+        raise UnscorableModelError(f"{name} v{version} raised on predict: {_error(exc)}") from exc
+    try:
+        probabilities = probabilities_from(predictions, len(frame))
+    except UnscorableModelError as exc:
+        raise UnscorableModelError(f"{name} v{version}: {exc}") from None
+    return score_predictions(frame[LABEL_COLUMN], probabilities)
+
+
+def _check_inputs(model: Any, frame: pd.DataFrame, which: str) -> None:
+    """An eval set without the inputs a version declares is the eval set's fault, not the model's."""
+    schema = model.metadata.get_input_schema()
+    if schema is None or not schema.has_input_names():
+        return
+    required = [i.name for i in schema.inputs if getattr(i, "required", True)]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise GateError(f"evaluation set lacks the inputs {missing} that {which} requires")
+
+
+def _error(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:500]}"
 
 
 def load_eval_set(client: MlflowClient, run_id: str, artifact_path: str = EVAL_SET_ARTIFACT) -> pd.DataFrame:
@@ -415,9 +554,16 @@ def run_gate(
 
     ``candidate``/``baseline`` are versions or aliases. The eval set defaults to the one the
     candidate's training run logged at ``evaluation/eval_set.parquet``.
+
+    A candidate that cannot be scored (does not load, raises on predict, answers with missing
+    columns, the wrong number of rows, NaN or values outside [0, 1]) is *rejected* and recorded
+    like any other verdict. Everything else raises and records nothing: bad rules, a missing eval
+    set or label, an unreachable MLflow, and a champion that cannot be scored
+    (``GateError``) — rejecting a candidate for the champion's fault would be wrong, and passing
+    it unchecked would skip non-inferiority; fix or roll back the champion, or name another
+    ``baseline``.
     """
-    if force_reason is not None and not force_reason.strip():
-        raise GateError("a forced pass needs a non-empty reason")
+    _check_request(rules, no_champion, force_reason)
     candidate_version = resolve_version(client, name, candidate)
     if candidate_version is None:
         raise GateError(f"registered model {name!r} has no version for candidate {candidate!r}")
@@ -430,26 +576,35 @@ def run_gate(
         source = f"runs:/{run_id}/{EVAL_SET_ARTIFACT}"
     else:
         source = "passed in"
+    about = {
+        "model_name": name,
+        "candidate_version": candidate_version,
+        "candidate_run_id": run_id,
+        "baseline_version": baseline_version,
+        "no_champion": no_champion,
+        "force_reason": force_reason,
+        "forced_by": actor,
+        "eval_rows": len(eval_set),
+        "eval_source": source,
+    }
     _say(log, "scoring %s v%s on %d rows", name, candidate_version, len(eval_set))
-    candidate_metrics = score_version(client, name, candidate_version, eval_set)
+    try:
+        candidate_metrics = score_version(client, name, candidate_version, eval_set)
+    except UnscorableModelError as exc:
+        decision = unscorable(str(exc), rules, **about)
+        record_decision(client, decision)
+        return decision
     baseline_metrics = None
     if baseline_version is not None:
         _say(log, "scoring champion %s v%s on the same rows", name, baseline_version)
-        baseline_metrics = score_version(client, name, baseline_version, eval_set)
-    decision = decide(
-        rules,
-        candidate_metrics,
-        baseline_metrics,
-        model_name=name,
-        candidate_version=candidate_version,
-        candidate_run_id=run_id,
-        baseline_version=baseline_version,
-        no_champion=no_champion,
-        force_reason=force_reason,
-        forced_by=actor,
-        eval_rows=len(eval_set),
-        eval_source=source,
-    )
+        try:
+            baseline_metrics = score_version(client, name, baseline_version, eval_set)
+        except UnscorableModelError as exc:
+            raise GateError(
+                f"the champion ({baseline!r}) cannot be scored, so {name} v{candidate_version} was not "
+                f"judged: {exc}. Fix or roll back the champion, or pass another baseline."
+            ) from exc
+    decision = decide(rules, candidate_metrics, baseline_metrics, **about)
     record_decision(client, decision)
     return decision
 

@@ -17,8 +17,10 @@ class GatewayServer:
     """One gateway whose log (and, with ``log_url`` unset, inference log) lives under ``root``.
 
     ``deployments`` (name -> model URI) are loaded into their stable slots at startup; the
-    server counts as started when ``/ready`` answers 200 (every deployment serving), or, with no
-    deployments, when ``/health`` does.
+    server counts as started when it answers and every one of them is serving. The gateway loads
+    them *before* it listens, so its first answer means startup is over: a deployment missing
+    then failed to load, and ``start`` raises at once with the gateway's log (which holds the load
+    error) instead of waiting out its timeout for a version that will never load.
     """
 
     root: Path
@@ -67,13 +69,21 @@ class GatewayServer:
         ]
         env = {"CONVEYOR_GATEWAY_TOKEN": self.token, "MLFLOW_TRACKING_URI": self.tracking_uri}
         self.proc = start_group(cmd, self.log_path, env=env)
-        probe = "/ready" if self.deployments else "/health"
         try:
-            wait_http(f"{self.url}{probe}", timeout=timeout, proc=self.proc)
+            wait_http(f"{self.url}/health", timeout=timeout, proc=self.proc)
+            self._check_loaded()
         except (RuntimeError, TimeoutError) as exc:
             self.stop()
             raise RuntimeError(f"gateway did not start: {exc}\n{log_tail(self.log_path)}") from exc
         return self
+
+    def _check_loaded(self) -> None:
+        if not self.deployments:
+            return
+        with self.client(timeout=30.0) as client:
+            missing = [name for name in self.deployments if not client.exists(name)]
+        if missing:
+            raise RuntimeError(f"deployment(s) {', '.join(missing)} failed to load at startup")
 
     def stop(self) -> None:
         if self.proc is not None:

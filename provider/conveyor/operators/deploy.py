@@ -21,9 +21,16 @@ SETTLED = ("succeeded", "rolled_back", "failed", "paused", "switched")
 class InfraValidateOperator(BaseOperator):
     """Load ``model_uri`` in a sandboxed gateway and send it real rows; fail if it is not servable.
 
+    Not servable: it does not load (the task fails seconds after the sandbox tried, with the
+    gateway's load error in the message), an answer is not 200, lacks a prediction per row or a
+    column the model must return (its output signature, else ``delay_probability`` and
+    ``delayed``), holds a non-finite value or a probability outside [0, 1], or the median latency
+    exceeds ``max_latency_s``.
+
     :param model_uri: e.g. ``models:/flight_delays@challenger`` (templated).
     :param sample_rows: rows from the version's evaluation set (or input example) to send.
     :param max_latency_s: bound on the median request latency.
+    :param load_timeout_s: how long a load that neither succeeds nor fails may take.
     :param mlflow_conn_id: connection of type ``conveyor_mlflow``.
     """
 

@@ -76,8 +76,10 @@ class SmokeTestOperator(BaseOperator):
 
     Each request must be answered with HTTP 200 **by the staging slot and the expected version**
     (the gateway lets stable answer when a staging version raises, so a 200 alone proves nothing),
-    with finite outputs and probabilities in [0, 1]. The rows are the version's own held-out
-    evaluation rows (or its input example), as in infra validation.
+    with one prediction per row carrying every column the model must return (its output
+    signature, else ``delay_probability`` and ``delayed``), finite outputs and probabilities in
+    [0, 1]. The rows are the version's own held-out evaluation rows (or its input example), as in
+    infra validation.
 
     :param deployment: gateway deployment (templated).
     :param model_uri: the staged version (templated); its version number is what must answer.
@@ -118,8 +120,9 @@ class SmokeTestOperator(BaseOperator):
         hook = MlflowHook(self.mlflow_conn_id)
         hook.get_conn()
         mlflow.set_tracking_uri(hook.tracking_uri)
-        _, expected, _ = resolve(self.model_uri)
+        _, expected, resolved = resolve(self.model_uri)
         rows = infra.sample_rows(self.model_uri, hook.tracking_uri, self.sample_rows)
+        columns = infra.output_columns(resolved)
         problems: list[str] = []
         with GatewayHook(self.gateway_conn_id).get_conn() as client:
             for start in range(0, len(rows), self.batch_size):
@@ -138,7 +141,10 @@ class SmokeTestOperator(BaseOperator):
                         "(the staged version failed or is not loaded)"
                     )
                     break
-                problems.extend(infra._output_problems(response.json()["predictions"], start))
+                answer = infra.output_problems(response.json()["predictions"], start, len(batch), columns)
+                problems.extend(answer)
+                if answer:  # the first wrong answer says it; more rows would repeat it
+                    break
         report = {"deployment": self.deployment, "version": expected, "rows": len(rows), "problems": problems}
         if problems:
             raise AirflowException(
