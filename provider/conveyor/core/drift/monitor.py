@@ -56,7 +56,12 @@ def record_run(
     texts: dict[str, str] | None = None,
     experiment: str = MONITORING_EXPERIMENT,
 ) -> str:
-    """One finished MLflow run per check, tagged so the UI can filter by model, version and kind."""
+    """One finished MLflow run per check, tagged so the UI can filter by model, version and kind.
+
+    The run is terminated only after its last artifact is logged: readers (the notebook's drift
+    view) take finished runs only, so they never see a check half-recorded. A check that fails
+    while recording ends FAILED rather than RUNNING forever.
+    """
     from mlflow.entities import Metric
 
     run = client.create_run(
@@ -72,15 +77,19 @@ def record_run(
         },
     )
     run_id = run.info.run_id
-    now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
-    client.log_batch(
-        run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
-    )
-    client.log_dict(run_id, report, f"{kind}/report.json")
-    for path, fig in figures.items():
-        client.log_figure(run_id, fig, f"{kind}/{path}")
-    for path, text in (texts or {}).items():
-        client.log_text(run_id, text, f"{kind}/{path}")
+    try:
+        now = int(pd.Timestamp.now(tz="UTC").timestamp() * 1000)
+        client.log_batch(
+            run_id, metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items() if v is not None]
+        )
+        client.log_dict(run_id, report, f"{kind}/report.json")
+        for path, fig in figures.items():
+            client.log_figure(run_id, fig, f"{kind}/{path}")
+        for path, text in (texts or {}).items():
+            client.log_text(run_id, text, f"{kind}/{path}")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
     client.set_terminated(run_id)
     return run_id
 
