@@ -5,17 +5,22 @@ Each run is a child process (``python -m conveyor_jupyter.kedro_jobs``) that run
 records its state in ``<jobs_root>/<id>/state.json``. The kernel and the Jupyter server share that
 folder (the Jupyter runtime dir), so the side panel and the run renderer follow a run that a
 kernel started, and the run survives a kernel restart. The server reads ``state.json`` while the
-child rewrites it, so every write replaces the file atomically (``conveyor.core.atomic``).
+child rewrites it, so every write replaces the file atomically (``conveyor.core.atomic``). Two
+runs that would write the same ``data_root`` are refused (``_data_lock``).
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
 import re
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,8 +128,6 @@ def start(project: Path, pipeline: str, params: list[str], root: Path, env: dict
         raise KedroJobError(
             f"{project} is not a Kedro project (no pyproject.toml); set CONVEYOR_KEDRO_PROJECT"
         )
-    job = KedroJob(f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", root)
-    job.folder.mkdir(parents=True)
     spec = {
         "pipeline": pipeline,
         "params": kedro_params(params),
@@ -132,10 +135,51 @@ def start(project: Path, pipeline: str, params: list[str], root: Path, env: dict
         "state": "queued",
         "start_date": _now(),
     }
+    root.mkdir(parents=True, exist_ok=True)
+    with _data_lock(root, spec) as (held_by, _):
+        if held_by is not None:
+            raise KedroJobError(_busy(spec, held_by))
+    job = KedroJob(f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}", root)
+    job.folder.mkdir(parents=True)
     atomic.write_text(job.folder / "state.json", json.dumps(spec))
     cmd = [sys.executable, "-m", "conveyor_jupyter.kedro_jobs", str(job.folder)]
     start_group(cmd, job.folder / "runner.log", env={"KEDRO_DISABLE_TELEMETRY": "1", **env}, cwd=project)
     return job
+
+
+@contextmanager
+def _data_lock(root: Path, spec: dict[str, Any], job_id: str = "") -> Iterator[tuple[str | None, int]]:
+    """Hold the lock of the run's data folder: ``(None, fd)``, or ``(holder's job id, -1)``.
+
+    The project's catalog writes its intermediate files to fixed paths under ``data_root``: two
+    runs on the same folder overwrite each other's training sets. The lock is an ``flock``, so it
+    ends with the processes that hold it (the runner and the ``kedro run`` it passes it to),
+    killed ones included.
+    """
+    data_root = next(
+        (p.partition("=")[2] for p in spec["params"].split(",") if p.startswith("data_root=")), ""
+    )
+    key = hashlib.sha256(f"{spec['project']}\0{data_root}".encode()).hexdigest()[:16]
+    with open(root / f"data-{key}.lock", "a+") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            yield lock.read().strip() or "unknown", -1
+            return
+        if job_id:
+            lock.truncate(0)
+            lock.write(job_id)
+            lock.flush()
+        yield None, lock.fileno()
+
+
+def _busy(spec: dict[str, Any], held_by: str) -> str:
+    return (
+        f"another Kedro run of {spec['project']} (job {held_by}) is using the same data folder, and two "
+        "runs would overwrite each other's files: wait for it to end, or give this run its own folder "
+        "with --params data_root=<folder>"
+    )
 
 
 def _runner_alive(state: dict[str, Any]) -> bool:
@@ -154,12 +198,19 @@ def _run(folder: Path) -> int:
     cmd = [sys.executable, "-m", "kedro", "run", "--pipeline", spec["pipeline"]]
     if spec["params"]:
         cmd += ["--params", spec["params"]]
-    me = psutil.Process()
-    running = {**spec, "state": "running", "pid": me.pid, "pid_started": me.create_time()}
-    atomic.write_text(path, json.dumps(running))
-    started = time.monotonic()
-    with open(folder / "kedro.log", "ab") as log:
-        code = subprocess.call(cmd, cwd=spec["project"], stdout=log, stderr=subprocess.STDOUT)
+    with _data_lock(folder.parent, spec, folder.name) as (held_by, fd):
+        if held_by is not None:  # another job took the folder between start() and here
+            failed = {**spec, "state": "failed", "end_date": _now(), "message": _busy(spec, held_by)}
+            atomic.write_text(path, json.dumps(failed))
+            return 1
+        me = psutil.Process()
+        running = {**spec, "state": "running", "pid": me.pid, "pid_started": me.create_time()}
+        atomic.write_text(path, json.dumps(running))
+        started = time.monotonic()
+        with open(folder / "kedro.log", "ab") as log:
+            code = subprocess.call(
+                cmd, cwd=spec["project"], stdout=log, stderr=subprocess.STDOUT, pass_fds=(fd,)
+            )
     final = {
         **spec,
         "state": "success" if code == 0 else "failed",

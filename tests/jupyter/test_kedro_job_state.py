@@ -14,6 +14,8 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
+
 from conveyor_jupyter import kedro_jobs
 
 FAKE_KEDRO = """
@@ -78,3 +80,21 @@ def test_a_killed_runner_reads_as_failed_not_running_forever(tmp_path: Path) -> 
     state = _wait_for(job, {"failed"}, timeout=5)
     assert f"runner (pid {running['pid']}) ended without recording" in state["message"]
     assert job.view().state == "failed"
+
+
+def test_a_second_run_on_the_same_data_folder_is_refused_until_the_first_ends(tmp_path: Path) -> None:
+    project, root = _project(tmp_path, sleep=60, code=0), tmp_path / "jobs"
+    first = kedro_jobs.start(project, "__default__", [], root, {})
+    _wait_for(first, {"running"})
+    with pytest.raises(kedro_jobs.KedroJobError, match=f"job {first.job_id}.*--params data_root="):
+        kedro_jobs.start(project, "training", [], root, {})
+    own_folder = kedro_jobs.start(project, "training", [f"data_root={tmp_path / 'other'}"], root, {})
+    assert _wait_for(own_folder, {"running"})["state"] == "running"
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == sorted([first.job_id, own_folder.job_id])
+
+    for job in (first, own_folder):
+        os.killpg(job.state()["pid"], signal.SIGKILL)
+        _wait_for(job, {"failed"}, timeout=5)
+    again = kedro_jobs.start(project, "__default__", [], root, {})  # the lock died with the runner
+    assert _wait_for(again, {"running"})["state"] == "running"
+    os.killpg(again.state()["pid"], signal.SIGKILL)
