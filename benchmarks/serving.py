@@ -11,7 +11,10 @@ Measures (results in benchmarks/results/serving.json, table printed as Markdown)
 - the cost of canary 10 % + shadow 10 % vs stable only (throughput at 32 clients);
 - rollback under load (asyncio client, 8 connections): time until every answer comes from the
   previous version, and failed requests during a blue-green switch, a canary rollback and a
-  gateway reload (alias moved).
+  gateway reload (alias moved);
+- the latency cost of the durable inference log (``--log-durable``: a spool write before each
+  answer; and with ``--log-fsync``) vs the default, at 1 and 32 clients. ``--only-durable`` runs
+  just this comparison and updates that part of the results file.
 Both servers run with one intra-op thread (``OMP_NUM_THREADS=1``) so neither is starved by a
 thread pool bigger than the machine.
 """
@@ -264,10 +267,127 @@ def rollbacks(
     return results
 
 
+DURABLE_MODES = {
+    "default": [],
+    "durable": ["--log-durable"],
+    "durable_fsync": ["--log-durable", "--log-fsync"],
+}
+
+
+def durable_cost(
+    work: Path,
+    tracking_uri: str,
+    model_uri: str,
+    rows: list[dict[str, Any]],
+    script: Path,
+    seconds: float,
+    repeats: int,
+) -> dict[str, Any]:
+    """p50/p99 of three gateways that differ only in their inference-log mode, runs interleaved."""
+    gateways = {
+        mode: GatewayServer(
+            root=work / f"gateway-{mode}",
+            tracking_uri=tracking_uri,
+            deployments={"bench": model_uri},
+            extra_args=[
+                "--threads",
+                "1",
+                *flags,
+                *(["--log-spool", str(work / f"spool-{mode}")] if flags else []),
+            ],
+        )
+        for mode, flags in DURABLE_MODES.items()
+    }
+    runs: dict[str, list[dict[str, float]]] = {}
+    try:
+        for gateway in gateways.values():
+            gateway.start()
+            wrk(f"{gateway.url}/invocations", script, 4, 2)  # warm
+        for repeat in range(repeats):
+            for clients in (1, 32):
+                for mode, gateway in gateways.items():
+                    run = wrk(f"{gateway.url}/invocations", script, clients, seconds)
+                    runs.setdefault(f"{mode}_c{clients}", []).append(run)
+                    log(f"repeat {repeat} log {mode} c={clients}: {run}")
+    finally:
+        for gateway in gateways.values():
+            gateway.stop()
+    summary: dict[str, Any] = {key: median_runs(value) for key, value in runs.items()}
+    summary["append"] = append_cost(work, rows)
+    for clients in (1, 32):
+        base = summary[f"default_c{clients}"]
+        for mode in ("durable", "durable_fsync"):
+            m = summary[f"{mode}_c{clients}"]
+            summary[f"{mode}_vs_default_p50_c{clients}"] = round(m["p50_ms"] / base["p50_ms"], 2)
+            summary[f"{mode}_vs_default_rps_c{clients}"] = round(m["rps"] / base["rps"], 2)
+    return summary
+
+
+def append_cost(work: Path, rows: list[dict[str, Any]], count: int = 3000) -> dict[str, Any]:
+    """In-process cost of one gateway-shaped ``append_predictions`` per log mode (median, p99 in us)."""
+    from conveyor.core.inference_log import InferenceLogWriter
+
+    chunk = {
+        **{k: [v] for k, v in rows[0].items()},
+        "request_id": ["r"],
+        "deployment": "bench",
+        "slot": "stable",
+        "model_name": MODEL,
+        "model_version": "1",
+        "delay_probability": [0.3],
+        "delayed": [0],
+    }
+    out: dict[str, Any] = {}
+    for mode, flags in DURABLE_MODES.items():
+        spool = work / f"append-spool-{mode}" if flags else None
+        with InferenceLogWriter(
+            str(work / f"append-log-{mode}"), spool_dir=spool, fsync="--log-fsync" in flags
+        ) as writer:
+            writer.recovered.wait(30)
+            times = []
+            for _ in range(count):
+                start = time.perf_counter()
+                writer.append_predictions(chunk)
+                times.append(time.perf_counter() - start)
+        times.sort()
+        out[f"{mode}_append_us"] = {
+            "median": round(times[len(times) // 2] * 1e6, 1),
+            "p99": round(times[int(len(times) * 0.99)] * 1e6, 1),
+        }
+    return out
+
+
+def durable_table(d: dict[str, Any]) -> list[str]:
+    lines = []
+    for clients in (1, 32):
+        cells = []
+        for mode in DURABLE_MODES:
+            m = d[f"{mode}_c{clients}"]
+            cells.append(f"{mode} {m['p50_ms']:.2f} / {m['p99_ms']:.2f} ms, {m['rps']:.0f} req/s")
+        lines.append(
+            f"| inference log default vs durable vs durable+fsync, {clients} client(s): p50 / p99, "
+            f"throughput | {'; '.join(cells)}; p50 ratio durable {d[f'durable_vs_default_p50_c{clients}']}, "
+            f"fsync {d[f'durable_fsync_vs_default_p50_c{clients}']} |"
+        )
+    a = d["append"]
+    lines.append(
+        "| one `append_predictions` in-process, median / p99 | "
+        + "; ".join(
+            f"{mode} {a[f'{mode}_append_us']['median']} / {a[f'{mode}_append_us']['p99']} us"
+            for mode in DURABLE_MODES
+        )
+        + " |"
+    )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="length of each wrk run")
     parser.add_argument("--repeats", type=int, default=2, help="interleaved runs per configuration")
+    parser.add_argument(
+        "--only-durable", action="store_true", help="only the durable inference log comparison"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: bash scripts/ensure_apt.sh (it is in scripts/apt-packages.txt)")
@@ -287,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_tracking_uri(mlflow_server.url)
         rows = real_rows(256)
         script = lua_script(rows, work)
+        if args.only_durable:
+            return write_durable_only(
+                durable_cost(
+                    work, mlflow_server.url, uris["v_old"], rows, script, args.seconds, args.repeats
+                ),
+                args,
+                started,
+            )
         log("in-process floor")
         results: dict[str, Any] = {"floor": floor(uris["v_old"], rows)}
         log(json.dumps(results["floor"]))
@@ -327,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
             admin.close()
         with gateway:  # a fresh gateway for the rollback measurements
             results["rollback"] = rollbacks(gateway, rows, uris, mlflow_server.url)
+        results["durable_log"] = durable_cost(
+            work, mlflow_server.url, uris["v_old"], rows, script, args.seconds, args.repeats
+        )
 
     servers = results["servers"]
     split = results["traffic_split"]
@@ -343,7 +474,16 @@ def main(argv: list[str] | None = None) -> int:
             1 - split["canary10_shadow10"]["rps"] / split["stable_only"]["rps"], 3
         ),
     }
-    results["environment"] = {
+    results["environment"] = environment(args, started)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    log(f"wrote {RESULTS}")
+    print(table(results))
+    return 0
+
+
+def environment(args: argparse.Namespace, started: float) -> dict[str, Any]:
+    return {
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "load_average_at_end": os.getloadavg(),
@@ -352,10 +492,17 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         "wall_seconds": round(time.time() - started, 1),
     }
+
+
+def write_durable_only(durable: dict[str, Any], args: argparse.Namespace, started: float) -> int:
+    """Update only the durable-log part of the results, keeping the last full run's other figures."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results["durable_log"] = durable
+    results["durable_log_environment"] = environment(args, started)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     log(f"wrote {RESULTS}")
-    print(table(results))
+    print("\n".join(["| measurement | value |", "|---|---|", *durable_table(durable)]))
     return 0
 
 
@@ -400,7 +547,7 @@ def table(results: dict[str, Any]) -> str:
             f"| {label} under load: time to 100 % on the target version, failed requests | "
             f"{v['seconds_to_all_on_target'] * 1e3:.0f} ms, {v['failed']} failed of {v['requests']} |"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + durable_table(results["durable_log"]))
 
 
 if __name__ == "__main__":
