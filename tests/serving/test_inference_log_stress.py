@@ -173,7 +173,16 @@ def test_without_durable_mode_a_sigkill_loses_at_most_the_last_flush_interval(
     bodies = [records_body([row]) for row in serving_models.rows[:50]]
     with Traffic(server.url, bodies, clients=2) as traffic:
         time.sleep(3.5)
+        metrics = httpx.get(f"{server.url}/metrics").text
         killed = _kill(server)
+    written = [
+        line for line in metrics.splitlines() if line.startswith("conveyor_inference_log_rows_written_total")
+    ]
+    assert written and float(written[0].split()[-1]) > 0
+    assert (
+        "conveyor_inference_log_queue_rows " in metrics
+        and "conveyor_inference_log_write_seconds_bucket" in metrics
+    )
     logged = set(_logged_ids(server.inference_log_url))
     old = {rid for rid, at in traffic.answered.items() if at < killed - 2.0}  # two flush intervals
     assert len(old) > 50
