@@ -136,3 +136,80 @@ def test_rollback_to_a_named_version_staging_slot_and_alias_reload(
     assert reloaded["previous"]["model_version"] == _version(serving_models.good)
     admin.delete(name)
     assert not admin.exists(name)
+
+
+def test_wrong_types_in_admin_bodies_are_422_naming_the_field(
+    admin: GatewayClient, fresh: str, serving_models: ServingModels
+) -> None:
+    """Each of these answered 500 (or was accepted and broke the rollout later) before the typed bodies."""
+    admin.deploy_slot(fresh, serving_models.good_too, slot="canary")
+    admin.set_weights(fresh, canary=30)
+    before = admin.deployment(fresh)
+    cases = [
+        (lambda: admin.start_rollout(fresh, {"model_uri": "m", "steps": "x"}), "steps", "must be integers"),
+        (
+            lambda: admin.start_rollout(fresh, {"model_uri": "m", "steps": [10.5, 50]}),
+            "steps",
+            "must be integers",
+        ),
+        (
+            lambda: admin.start_rollout(fresh, {"model_uri": "m", "analysis": {"interval_s": "abc"}}),
+            "analysis.interval_s",
+            "must be a finite number, got 'abc'",
+        ),
+        (
+            lambda: admin.start_rollout(fresh, {"model_uri": "m", "analysis": {"count": True}}),
+            "analysis.count",
+            "must be an integer",
+        ),
+        (lambda: admin.start_rollout(fresh, {"model_uri": 5}), "model_uri", "model_uri must be a string"),
+        (lambda: admin.set_weights(fresh, canary=True), "canary", "integer percent 0..100"),
+        (lambda: admin.set_weights(fresh, canary=50, shadow="half"), "shadow", "number in 0..1"),
+        (lambda: admin.deploy_slot(fresh, 5, slot="canary"), "model_uri", "'model_uri' must be a model URI"),
+        (lambda: admin.promote(fresh, slot=[]), "slot", "'slot' must be one of"),
+        (lambda: admin.rollback(fresh, model_uri=["x"]), "model_uri", "'model_uri' must be a model URI"),
+    ]
+    for call, field, message in cases:
+        with pytest.raises(GatewayClientError) as err:
+            call()
+        assert (err.value.status, err.value.field) == (422, field), err.value
+        assert message in str(err.value)
+    # a request refused in part changes nothing: no shadow is loaded, so the canary stays at 30
+    with pytest.raises(GatewayClientError) as err:
+        admin.set_weights(fresh, canary=50, shadow=0.5)
+    assert err.value.status == 409 and "no shadow loaded" in str(err.value)
+    after = admin.deployment(fresh)
+    assert (after["canary_weight"], after["rollout"], after["events"]) == (30, None, before["events"])
+
+
+def test_deployment_names_are_dns_labels_checked_on_create(
+    admin: GatewayClient, gateway: GatewayServer, serving_models: ServingModels
+) -> None:
+    for bad in ("Flights", "flight_delays", "-flights", "flights-", "f" * 64, "flïghts"):
+        with pytest.raises(GatewayClientError) as err:
+            admin.deploy_slot(bad, serving_models.good)
+        assert (err.value.status, err.value.field) == (422, "name"), bad
+        assert "DNS-1123 label" in str(err.value)
+        assert not admin.exists(bad)
+    name = "f" * 63
+    assert admin.deploy_slot(name, serving_models.good)["name"] == name
+    admin.delete(name)
+
+
+def test_admin_and_feedback_bodies_are_bounded_and_json(gateway: GatewayServer) -> None:
+    headers = {"Authorization": f"Bearer {gateway.token}", "content-type": "application/json"}
+    big = b'{"model_uri": "' + b"m" * 70_000 + b'"}'  # over the 64 KiB this gateway runs with
+    for method, path in [
+        ("PUT", "/admin/deployments/flights/slots/canary"),
+        ("POST", "/admin/deployments/flights/rollouts"),
+        ("POST", "/feedback"),
+    ]:
+        response = httpx.request(method, gateway.url + path, content=big, headers=headers)
+        assert response.status_code == 413, (path, response.text)
+        assert "larger than 65536 bytes" in response.json()["message"]
+        csv = httpx.request(
+            method, gateway.url + path, content=b"a,b", headers={**headers, "content-type": "text/csv"}
+        )
+        assert csv.status_code == 415, (path, csv.text)
+        broken = httpx.request(method, gateway.url + path, content=b"{nope", headers=headers)
+        assert broken.status_code == 400 and "malformed JSON" in broken.json()["message"]
