@@ -17,6 +17,7 @@ import pytest
 from fsspec.implementations.memory import MemoryFileSystem
 
 from conveyor.core import inference_log as il
+from conveyor.core.inference_log.spool import spool_line
 from conveyor.serving.metrics import GatewayMetrics
 
 FEATURES = {
@@ -364,7 +365,7 @@ def test_a_torn_spool_line_is_dead_lettered_not_lost_silently(tmp_path: Path) ->
     url, spool = str(tmp_path / "log"), tmp_path / "spool"
     spool.mkdir()
     (spool / "segment-00000000000000000001-deadbeef.jsonl").write_bytes(
-        il._spool_line("predictions", {"request_id": ["ok"], "hour": [1]}, pd.Timestamp.now(tz="UTC"))
+        spool_line("predictions", {"request_id": ["ok"], "hour": [1]}, pd.Timestamp.now(tz="UTC"))
         + b'{"kind": "predictions", "now": "2024-'
     )
     with il.InferenceLogWriter(url, spool_dir=spool) as writer:
