@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from conveyor.core import inference_log
+from conveyor.core.inference_log.layout import utc
 
 
 @dataclass(frozen=True)
@@ -27,8 +28,7 @@ class Window:
     def ending(cls, end: datetime | str | pd.Timestamp, hours: float) -> Window:
         if hours <= 0:
             raise ValueError(f"window_hours must be positive, got {hours}")
-        stop = pd.Timestamp(end)
-        stop = stop.tz_localize("UTC") if stop.tzinfo is None else stop.tz_convert("UTC")
+        stop = utc(end)
         return cls(stop - timedelta(hours=hours), stop)
 
     def to_dict(self) -> dict[str, str]:
@@ -57,8 +57,13 @@ class RowCounter:
         self._seen: dict[str, np.ndarray] = {}
 
     def count(self, window: Window) -> int:
+        """Rows in ``window``; a file that is not complete Parquet (another tool's) counts none.
+
+        Such a file is not cached: if it becomes whole later (a copy finishing), its rows count.
+        Whether a monitor may test a window with such a file in it is ``LogCheck``'s call, not the
+        counter's: a crash here would only end the triggerer's wait with a stack trace.
+        """
         import fsspec
-        import pyarrow.parquet as pq
 
         fs, root = fsspec.core.url_to_fs(self.url, **(self.storage_options or {}))
         filters = (
@@ -68,8 +73,9 @@ class RowCounter:
         stamps = []
         for path in inference_log.partition_files(fs, root, self.kind, window.start, window.end):
             if path not in self._seen:
-                with fs.open(path, "rb") as handle:
-                    table = pq.read_table(handle, columns=columns).to_pandas()
+                table = inference_log.read_log_file(fs, path, columns)
+                if table is None:
+                    continue
                 for column, wanted in filters.items():
                     if wanted is not None:
                         table = table[table[column].astype(str) == str(wanted)]
@@ -97,11 +103,6 @@ def read_window(
     return frame.tail(max_rows).reset_index(drop=True) if max_rows else frame
 
 
-def _utc(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
-    stamp = pd.Timestamp(value)
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-
-
 def readiness(
     counter: RowCounter,
     *,
@@ -118,15 +119,15 @@ def readiness(
     has passed, and a closed window is tested with whatever it holds. ``since``/``min_new_rows``
     ask for fresh rows after a previous check (so a re-check never tests the same data twice).
     """
-    current = _utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
-    end = _utc(window_end) if window_end is not None else current
+    current = utc(now) if now is not None else pd.Timestamp.now(tz="UTC")
+    end = utc(window_end) if window_end is not None else current
     window = Window.ending(end, window_hours)
     closed = window_end is not None and current >= end
     rows = counter.count(window)
     if since is None:
         new_rows = rows
     else:
-        after = max(_utc(since), window.start)
+        after = max(utc(since), window.start)
         new_rows = counter.count(Window(after, end)) if after < end else 0
     return {
         "ready": bool(closed or (rows >= min_rows and new_rows >= min_new_rows)),
