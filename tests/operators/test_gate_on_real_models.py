@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from types import ModuleType
+
 import pytest
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from conveyor.core import registry
-from conveyor.core.gate import GateError, load_eval_set, rules_from_mapping, run_gate
+from conveyor.core.gate import STATUS_TAG, UNSCORABLE, GateError, load_eval_set, rules_from_mapping, run_gate
+from conveyor.local.process import free_port
+from tests.support.models import eval_frame, register_adversarial_model
 
 
 def test_identical_model_is_exactly_non_inferior_at_zero_tolerance(
@@ -59,3 +65,28 @@ def test_unknown_candidate_alias_is_refused(client: MlflowClient, model_name: st
     add_challenger("good")
     with pytest.raises(GateError, match="has no version for candidate 'canary'"):
         run_gate(client, model_name, rules_from_mapping({"roc_auc": {"threshold": 0.5}}), candidate="canary")
+
+
+def test_gate_operator_rejects_a_candidate_that_raises_as_it_rejects_bad_metrics(
+    test_dags: dict[str, ModuleType], mlflow_conn: str, client: MlflowClient, model_name: str
+) -> None:
+    version = register_adversarial_model(mlflow_conn, model_name, "raise_on_predict", eval_frame().head(200))
+    dr = test_dags["gate_promote_rollback"].gate_promote.test(run_conf={"model_name": model_name})
+    assert {ti.task_id: str(ti.state) for ti in dr.get_task_instances()} == {
+        "model_gate": "failed",
+        "promote": "upstream_failed",
+    }
+    tags = client.get_model_version(model_name, version.version).tags
+    assert tags[STATUS_TAG] == "rejected"
+    assert tags["conveyor.gate.reason"] == (
+        f"{UNSCORABLE}: {model_name} v{version.version} raised on predict: "
+        "RuntimeError: this model version is broken at prediction time"
+    )
+    assert registry.current_version(client, model_name) is None
+
+
+def test_unreachable_mlflow_is_an_error_not_a_rejection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    dead = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(MlflowException, match=re.escape(dead)):
+        run_gate(MlflowClient(dead, dead), "flights", rules_from_mapping({"roc_auc": {"threshold": 0.5}}))

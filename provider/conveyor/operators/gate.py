@@ -15,6 +15,11 @@ from conveyor.operators.audit import actor
 class ModelGateOperator(BaseOperator):
     """Score the candidate and the champion on one held-out set and decide whether to promote.
 
+    A candidate that cannot be scored (does not load, raises on predict, answers with the wrong
+    columns, rows, NaN or values outside [0, 1]) is a recorded rejection like bad metrics; faults
+    that are not the candidate's (bad rules, no eval set, MLflow down, a champion that cannot be
+    scored) raise, so the task fails and its retries apply.
+
     :param rules: per metric ``{"threshold": float, "tolerance": float, "higher_is_better": bool}``
         (templated; a dict or its JSON). ``threshold`` is absolute, ``tolerance`` the
         non-inferiority margin against the champion (``{"roc_auc": {"tolerance": 0.005}}`` means
