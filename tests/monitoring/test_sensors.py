@@ -6,19 +6,20 @@ import asyncio
 import importlib.util
 import json
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
+from airflow.sdk.exceptions import AirflowException, AirflowSensorTimeout, AirflowSkipException, TaskDeferred
 from mlflow import MlflowClient
 
 from conveyor.core.drift import DriftInputError
 from conveyor.core.retrain import RETRAIN_REASON_TAG
 from conveyor.sensors.drift import DataDriftSensor, ModelPerformanceSensor, PredictionDriftSensor
-from conveyor.triggers.inference_log import InferenceLogTrigger
+from conveyor.triggers.inference_log import InferenceLogTrigger, InferenceLogUnreadable
 from tests.monitoring.helpers import log_predictions
 
 WINTER = ("2013-01", "2013-02", "2013-03")
@@ -63,6 +64,7 @@ async def test_data_drift_sensor_defers_until_rows_arrive_then_flags_april(
     mlflow_conn: str,
 ) -> None:
     log_url = str(tmp_path / "inference-log")
+    (tmp_path / "inference-log").mkdir()  # a gateway that has not logged in this window yet
     sensor = DataDriftSensor(
         task_id="data_drift",
         inference_log_url=log_url,
@@ -100,7 +102,9 @@ async def test_data_drift_sensor_defers_until_rows_arrive_then_flags_april(
     run = client.get_run(payload["mlflow_run_id"])
     assert run.data.metrics["drift_detected"] == 1.0 and run.data.metrics["p_value.temp"] < 1e-6
     assert run.data.tags["conveyor.model_version"] == flight_model["version"]
-    saved = client.list_artifacts(flight_model["run_id"], "drift/detector/features/alibi-univariate/alibi")
+    tags = client.get_run(flight_model["run_id"]).data.tags
+    build = tags["conveyor.drift.detector.features.alibi-univariate"]
+    saved = client.list_artifacts(flight_model["run_id"], f"{build}/alibi")  # the build the tag names
     assert {"config.toml", "x_ref.npy"} <= {Path(a.path).name for a in saved}
 
 
@@ -294,3 +298,125 @@ def test_monitor_dag_defers_detects_and_requests_retraining(
     assert states == {"data_drift": "success", "request_retrain": "success"}
     tags = MlflowClient(mlflow_conn).get_model_version(flight_model["name"], flight_model["version"]).tags
     assert "data drift in" in tags[RETRAIN_REASON_TAG] and "temp" in tags[RETRAIN_REASON_TAG]
+
+
+# ---- a sensor that cannot read its data fails, naming why; it never reads as "no drift" ------------
+
+
+def _drift_sensor(log_url: str, flight_model: dict[str, str], **kwargs: Any) -> DataDriftSensor:
+    return DataDriftSensor(
+        task_id="data_drift_unreadable",
+        inference_log_url=log_url,
+        model_name=flight_model["name"],
+        model_version=kwargs.pop("model_version", flight_model["version"]),
+        window_hours=1,
+        min_rows=kwargs.pop("min_rows", 1000),
+        poke_interval=0.2,
+        **kwargs,
+    )
+
+
+def _corrupt_file_in_window(log_url: str) -> Path:
+    """A file with a log file's name whose bytes are not Parquet (a copy cut short, a bad disk)."""
+    folder = next(Path(log_url, "predictions").glob("date=*/hour=*"))
+    bad = folder / "0123456789abcdef0123456789abcdef.parquet"
+    bad.write_bytes(b"PAR1 this is not a parquet file")
+    return bad
+
+
+@pytest.mark.parametrize("deferrable", [True, False])
+def test_a_missing_or_unset_inference_log_fails_instead_of_waiting_for_rows(
+    tmp_path: Path, flight_model: dict[str, str], mlflow_conn: str, deferrable: bool
+) -> None:
+    missing = _drift_sensor(str(tmp_path / "no-such-log"), flight_model, deferrable=deferrable)
+    with pytest.raises(InferenceLogUnreadable, match=r"no-such-log' does not exist: wrong inference_log_url"):
+        missing.execute(context={})
+    unset = _drift_sensor("", flight_model, deferrable=deferrable)
+    with pytest.raises(InferenceLogUnreadable, match="inference_log_url is empty"):
+        unset.execute(context={})
+
+
+def test_a_corrupt_log_file_fails_the_check_and_records_nothing(
+    tmp_path: Path, flight_model: dict[str, str], model: Any, training_period: pd.DataFrame, mlflow_conn: str
+) -> None:
+    """The readers skip a file that is not Parquet; the sensor does not test what is left."""
+    log_url = str(tmp_path / "inference-log")
+    log_predictions(
+        log_url, training_period.sample(1500, random_state=21), model, flight_model["version"], _now_minus(3)
+    )
+    bad = _corrupt_file_in_window(log_url)
+    client = MlflowClient(mlflow_conn)
+    before = len(_runs(client, "data_drift", flight_model["name"]))
+    for deferrable in (True, False):
+        sensor = _drift_sensor(
+            log_url, flight_model, deferrable=deferrable, drift_config={"backend": "scipy"}
+        )
+        expected = re.escape(f"inference log file {bad} is unreadable")
+        with pytest.raises(InferenceLogUnreadable, match=expected):
+            sensor.execute(context={})
+    assert len(_runs(client, "data_drift", flight_model["name"])) == before
+
+
+async def test_a_corrupt_file_appearing_while_deferred_fails_the_task(
+    tmp_path: Path, flight_model: dict[str, str], model: Any, training_period: pd.DataFrame, mlflow_conn: str
+) -> None:
+    log_url = str(tmp_path / "inference-log")
+    rows = training_period.sample(600, random_state=22)
+    log_predictions(log_url, rows, model, flight_model["version"], _now_minus(3))
+    sensor = _drift_sensor(log_url, flight_model, on_too_few_rows="skip")
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})  # 600 of 1000 rows: wait
+    trigger = InferenceLogTrigger(**deferred.value.trigger.serialize()[1])
+    waiting = asyncio.create_task(anext(trigger.run()))
+    await asyncio.sleep(0.6)
+    assert not waiting.done()
+    bad = _corrupt_file_in_window(log_url)
+    event = await asyncio.wait_for(waiting, timeout=10)
+    assert event.payload["status"] == "error" and str(bad) in event.payload["message"]
+    # A failure even with on_too_few_rows="skip": only a quiet window may be skipped.
+    with pytest.raises(AirflowException, match=r"could not read the inference log: .*unreadable") as err:
+        sensor.resume_execution("execute_complete", {"event": event.payload}, context={})
+    assert not isinstance(err.value, AirflowSkipException)
+
+
+@pytest.mark.parametrize(
+    ("on_too_few_rows", "raised"), [("skip", AirflowSkipException), ("fail", AirflowSensorTimeout)]
+)
+async def test_a_quiet_window_at_the_timeout_is_skipped_or_failed_with_its_counts(
+    tmp_path: Path,
+    flight_model: dict[str, str],
+    model: Any,
+    training_period: pd.DataFrame,
+    mlflow_conn: str,
+    on_too_few_rows: str,
+    raised: type,
+) -> None:
+    log_url = str(tmp_path / "inference-log")
+    log_predictions(
+        log_url, training_period.sample(300, random_state=23), model, flight_model["version"], _now_minus(3)
+    )
+    sensor = _drift_sensor(log_url, flight_model, timeout=1.0, on_too_few_rows=on_too_few_rows)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor.execute(context={})
+    assert deferred.value.timeout.total_seconds() > 1.0  # the trigger reports first, with counts
+    trigger = InferenceLogTrigger(**deferred.value.trigger.serialize()[1])
+    event = await asyncio.wait_for(anext(trigger.run()), timeout=10)
+    assert event.payload["status"] == "too_few_rows" and event.payload["rows"] == 300
+    with pytest.raises(raised, match=r"only 300/1000 rows in .* too little traffic to test"):
+        sensor.resume_execution("execute_complete", {"event": event.payload}, context={})
+
+    poking = _drift_sensor(
+        log_url, flight_model, timeout=0.5, deferrable=False, on_too_few_rows=on_too_few_rows
+    )
+    with pytest.raises(raised, match=r"only 300/1000 rows in .* too little traffic to test"):
+        poking.execute(context={})
+
+
+@pytest.mark.parametrize("flag", ["soft_fail", "never_fail", "silent_fail"])
+def test_flags_that_would_turn_read_failures_into_skips_are_refused(
+    tmp_path: Path, flight_model: dict[str, str], flag: str
+) -> None:
+    with pytest.raises(ValueError, match=f"{flag} would turn a sensor that cannot read its data into a skip"):
+        _drift_sensor(str(tmp_path), flight_model, **{flag: True})
+    with pytest.raises(ValueError, match="on_too_few_rows must be 'fail' or 'skip'"):
+        _drift_sensor(str(tmp_path), flight_model, on_too_few_rows="ignore")
