@@ -92,6 +92,9 @@ class DeployModelOperator(BaseOperator):
     :param strategy: ``canary``, ``blue_green`` or ``shadow`` (templated).
     :param steps: canary weights in percent, e.g. ``[10, 50, 100]``.
     :param analysis: analysis settings (see ``conveyor.core.analysis.AnalysisConfig``).
+    :param unreachable_timeout: seconds the gateway may stay unreachable while the task waits
+        before it fails; a gateway that answers but no longer knows the rollout (it restarted)
+        fails the task at once.
     """
 
     template_fields = ("deployment", "model_uri", "strategy")
@@ -112,6 +115,7 @@ class DeployModelOperator(BaseOperator):
         gateway_conn_id: str = "conveyor_gateway_default",
         deferrable: bool = True,
         poll_interval: float = 5.0,
+        unreachable_timeout: float = 300.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -128,6 +132,7 @@ class DeployModelOperator(BaseOperator):
         self.gateway_conn_id = gateway_conn_id
         self.deferrable = deferrable
         self.poll_interval = poll_interval
+        self.unreachable_timeout = unreachable_timeout
 
     def spec(self) -> dict[str, Any]:
         return {
@@ -140,6 +145,7 @@ class DeployModelOperator(BaseOperator):
         }
 
     def execute(self, context: Any) -> dict[str, Any]:
+        from conveyor.clients.gateway import rollout_key
         from conveyor.hooks.gateway import GatewayHook
 
         with GatewayHook(self.gateway_conn_id).get_conn() as client:
@@ -148,27 +154,41 @@ class DeployModelOperator(BaseOperator):
                 version = deployment["slots"]["stable"]["model_version"]
                 self.log.info("new deployment %s: version %s serves all traffic", self.deployment, version)
                 return {"state": "succeeded", "deployment": deployment}
-            client.start_rollout(self.deployment, self.spec())
+            key = rollout_key(client.start_rollout(self.deployment, self.spec()))
             self.log.info("started a %s rollout of %s on %s", self.strategy, self.model_uri, self.deployment)
             if not self.deferrable:
-                rollout = client.wait_rollout(self.deployment, poll_s=self.poll_interval, progress=self._show)
+                rollout = client.wait_rollout(
+                    self.deployment, poll_s=self.poll_interval, progress=self._show, key=key
+                )
                 return self._finish(rollout)
-        self._defer()
+        self._defer(key)
         return {}
 
-    def _defer(self, seen: int = 0) -> None:
+    def _defer(self, key: dict[str, str | None], seen: int = 0) -> None:
+        """Wait in the triggerer for the rollout ``key`` names (``rollout_key``), and no other."""
         self.defer(
-            trigger=RolloutTrigger(self.deployment, self.gateway_conn_id, SETTLED, self.poll_interval, seen),
+            trigger=RolloutTrigger(
+                self.deployment,
+                self.gateway_conn_id,
+                SETTLED,
+                self.poll_interval,
+                seen,
+                model_uri=key["model_uri"],
+                started_at=key["started_at"],
+                unreachable_timeout=self.unreachable_timeout,
+            ),
             method_name="execute_complete",
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
+        from conveyor.clients.gateway import rollout_key
+
         if event["status"] == "error":
             raise AirflowException(f"lost track of the rollout of {self.deployment}: {event['message']}")
         rollout = event["rollout"]
         if rollout["state"] == "paused" and self.on_pause == "wait":
             self.log.info("rollout paused for a decision: resume, promote or roll back it on the gateway")
-            self._defer(seen=len(rollout["transitions"]))
+            self._defer(rollout_key(rollout), seen=len(rollout["transitions"]))
         return self._finish(rollout)
 
     def _show(self, t: dict[str, Any]) -> None:
