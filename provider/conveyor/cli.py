@@ -73,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
+        fail_on_load_error=args.fail_on_load_error,
     )
     return 0
 
@@ -190,6 +191,11 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--log-fsync", action="store_true", help="with --log-durable: fsync the spool per request"
+    )
+    serve.add_argument(
+        "--fail-on-load-error",
+        action="store_true",
+        help="exit at the first --deploy that does not load (sandboxes); by default the others serve",
     )
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
     serve.add_argument("--max-batch-rows", type=int, default=2048)

@@ -113,3 +113,15 @@ def test_conveyor_cli_status_deploy_and_rollback(
     assert f"stable now serves version {serving_models.good.rsplit('/', 1)[1]}" in rolled.stdout
     wrong = _run([*cli, "status", fresh], {**gateway_env, "CONVEYOR_GATEWAY_TOKEN": "nope"})
     assert wrong.returncode == 2 and "gateway answered 403" in wrong.stderr
+
+
+def test_conveyor_serve_fail_on_load_error_exits_naming_the_deployment(
+    mlflow_uri: str, serving_models: ServingModels, tmp_path
+) -> None:
+    """A data-plane process that cannot load what it was told to serve exits instead of idling unready."""
+    env = {**os.environ, "CONVEYOR_GATEWAY_TOKEN": "t", "MLFLOW_TRACKING_URI": mlflow_uri}
+    args = [sys.executable, "-m", "conveyor.cli", "serve", "--port", "0", "--log-url", "none"]
+    args += [f"--deploy=good={serving_models.good}", "--deploy=broken=models:/no_such_model/1"]
+    served = _run([*args, "--fail-on-load-error"], env)
+    assert served.returncode != 0
+    assert "deployment broken" in served.stderr and "no_such_model" in served.stderr
