@@ -583,6 +583,53 @@ def test_deployment_names_are_dns_labels(app: InProcess, serving_models: Serving
     assert sorted(app.gateway.deployments) == [DEPLOYMENT]
 
 
+SCHEMALESS_MODEL = """
+import mlflow
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+
+class Constant(PythonModel):
+    def predict(self, context, model_input, params=None):
+        return pd.Series([0.5] * len(model_input))
+
+
+mlflow.models.set_model(Constant())
+"""
+
+
+def test_models_without_a_signature_get_the_same_value_limits(
+    app: InProcess, mlflow_server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """No signature, no column types: values still have to be loggable scalars of sane range."""
+    from tests.serving.conftest import _code_model
+
+    code = tmp_path_factory.mktemp("schemaless") / "constant.py"
+    code.write_text(SCHEMALESS_MODEL)
+    uri = _code_model(mlflow_server.url, "serving_schemaless", code, None)
+    app.run(app.gateway.deploy_slot("free", "stable", uri))
+    assert app.gateway.deployments["free"].slots["stable"].model.schema is None
+    path = "/deployments/free/invocations"
+    try:
+        ok = app.request(
+            "POST", path, json.dumps({"inputs": {"a": [1, 2.5], "b": ["x", None]}}).encode(), ADMIN
+        )
+        assert ok.status_code == 200 and ok.json() == {"predictions": [0.5, 0.5]}, ok.text
+        long_name = "n" * 1025
+        for columns, field in [
+            ({"a": [2**70]}, "a"),
+            ({"a": [float("nan")]}, "a"),
+            ({"b": ["x" * 1025]}, "b"),
+            ({"b": ["\ud800"]}, "b"),
+            ({long_name: [1]}, long_name[:64]),
+        ]:
+            response = app.request("POST", path, json.dumps({"inputs": columns}).encode(), ADMIN)
+            assert response.status_code == 422, (columns, response.text[:300])
+            assert response.json()["field"] == field
+    finally:
+        assert app.request("DELETE", _path("free", ""), b"", ADMIN).status_code == 200
+
+
 # ---- a real ``conveyor serve`` process ---------------------------------------------------------------
 def test_real_gateway_process_survives_hostile_bodies(
     gateway: GatewayServer, serving_models: ServingModels, fields: dict[str, str]

@@ -96,7 +96,9 @@ def parse_payload(body: Any, column_order: list[str] | None) -> tuple[Columns, i
             raise InvalidInput("'dataframe_split' must be an object with 'columns' and 'data'")
         names, data = value["columns"], value.get("data")
         if not all(isinstance(name, str) for name in names):
-            raise InvalidInput("'dataframe_split.columns' must be a list of strings", field="columns")
+            raise InvalidInput(
+                "'dataframe_split.columns' must be a list of strings", field="dataframe_split.columns"
+            )
         if not isinstance(data, list) or not data:
             raise InvalidInput("'dataframe_split.data' must be a non-empty list of rows")
         for i, row in enumerate(data):
@@ -188,7 +190,7 @@ _TYPES: dict[str, _Kind] = {
     "integer": _Kind(_is_int, "integer", np.int32, False, _int_range(32)),
     "double": _Kind(_is_number, "number", np.float64, True, _float_range(sys.float_info.max, 64)),
     "float": _Kind(_is_number, "number", np.float32, True, _float_range(float(np.finfo(np.float32).max), 32)),
-    "string": _Kind(_is_str, "string", object, False, lambda v, cap: string_problem(v, cap)),
+    "string": _Kind(_is_str, "string", object, False, string_problem),
     "boolean": _Kind(_is_bool, "boolean", bool, False, _no_limit),
 }
 # Models without a column signature: JSON scalars still get the limits of the widest column type.
