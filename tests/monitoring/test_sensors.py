@@ -7,6 +7,7 @@ import importlib.util
 import json
 import logging
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -271,8 +272,12 @@ def test_monitor_dag_defers_detects_and_requests_retraining(
     flights: Callable[[str], pd.DataFrame],
     mlflow_conn: str,
 ) -> None:
-    """In ``dag.test()`` the sensor defers, its trigger waits until the window closes, the check
-    finds April drift and the retrain request records its reason on the model version."""
+    """In ``dag.test()`` the sensor defers (too few rows), its trigger fires once the rest arrive,
+    the check finds April drift and the retrain request records its reason on the model version.
+
+    Nothing here races the clock: the window stays open for ten minutes, and the rows that end
+    the wait are logged only after the trigger is seen running.
+    """
     link = airflow_db / "dags" / "conveyor_monitoring_monitor.py"  # dag.test() needs it in the bundle
     if not link.exists():
         link.symlink_to(DAGS / "monitor.py")
@@ -280,18 +285,27 @@ def test_monitor_dag_defers_detects_and_requests_retraining(
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     log_url = str(tmp_path / "inference-log")
-    log_predictions(
-        log_url,
-        flights("2013-04").sample(1500, random_state=15),
-        model,
-        flight_model["version"],
-        _now_minus(2),
-    )
-    window_end = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(seconds=12)).isoformat()
+    april = flights("2013-04").sample(2500, random_state=15)
+    log_predictions(log_url, april.iloc[:1500], model, flight_model["version"], _now_minus(2))
+    window_end = (pd.Timestamp.now(tz="UTC") + pd.Timedelta(minutes=10)).isoformat()
+    finished = threading.Event()
+
+    def log_the_rest_once_deferred() -> None:
+        while "[DAG TEST] running trigger in line" not in caplog.text:
+            if finished.wait(0.2):  # dag.test() returned without ever deferring
+                return
+        log_predictions(log_url, april.iloc[1500:], model, flight_model["version"], _now_minus(1))
+
+    writer = threading.Thread(target=log_the_rest_once_deferred, daemon=True)
+    writer.start()
     with caplog.at_level(logging.INFO, logger="airflow.sdk.definitions.dag"):
-        run = module.monitor.test(
-            run_conf={"log_url": log_url, "model_name": flight_model["name"], "window_end": window_end}
-        )
+        try:
+            run = module.monitor.test(
+                run_conf={"log_url": log_url, "model_name": flight_model["name"], "window_end": window_end}
+            )
+        finally:
+            finished.set()
+            writer.join()
     assert "[DAG TEST] running trigger in line" in caplog.text  # the sensor deferred
     states = {ti.task_id: ti.state for ti in run.get_task_instances()}
     assert run.state == "success", states
