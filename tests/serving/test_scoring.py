@@ -97,6 +97,7 @@ def test_invalid_rows_get_422_naming_the_field(
         ('{"dataframe_records": []}', 422, "holds no rows"),
         ('{"dataframe_split": {"columns": ["a"], "data": [[1, 2]]}}', 422, "row 0 does not have 1 values"),
         ('{"inputs": {"carrier": ["UA", "AA"], "hour": [1]}}', 422, "different lengths"),
+        ('{"inputs": {"carrier": [], "hour": []}}', 422, "'inputs' holds no rows"),
     ],
 )
 def test_malformed_payloads(gateway: GatewayServer, body: str, status: int, message: str) -> None:

@@ -126,7 +126,10 @@ def parse_payload(body: Any, column_order: list[str] | None) -> tuple[Columns, i
     lengths = {len(vals) for vals in columns.values()}
     if len(lengths) != 1:
         raise InvalidInput(f"columns have different lengths {sorted(lengths)}")
-    return columns, lengths.pop()
+    rows = lengths.pop()
+    if rows == 0:
+        raise InvalidInput(f"'{key}' holds no rows")
+    return columns, rows
 
 
 def _is_int(v: Any) -> bool:
@@ -146,6 +149,12 @@ def _is_bool(v: Any) -> bool:
 
 
 Limit = Callable[[Any, int], str | None]  # (value of the right JSON type, max string bytes) -> problem
+# (a column's values, max string bytes) -> True when every value is certainly valid. Built from
+# C-level builtins (map, set, min, max, sum): a 2,048-row batch is checked in about the time the
+# type checks alone took, and only a column that fails it is walked value by value for the message.
+Quick = Callable[[list[Any], int], bool]
+_QUICK_FROM = 8  # below this many values the walk is cheaper than the builtins' fixed cost (~1.5 us)
+_NONE = type(None)
 
 
 def _int_range(bits: int) -> Limit:
@@ -155,6 +164,15 @@ def _int_range(bits: int) -> Limit:
         return None if low <= value <= high else f"is out of range for a {bits}-bit integer"
 
     return check
+
+
+def _quick_ints(bits: int) -> Quick:
+    low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+    def quick(values: list[Any], _: int) -> bool:
+        return set(map(type, values)) == {int} and low <= min(values) and max(values) <= high
+
+    return quick
 
 
 def _float_range(largest: float, bits: int) -> Limit:
@@ -170,6 +188,34 @@ def _float_range(largest: float, bits: int) -> Limit:
     return check
 
 
+def _quick_floats(largest: float) -> Quick:
+    def quick(values: list[Any], _: int) -> bool:
+        types = set(map(type, values))
+        if not types <= {float, int, _NONE}:
+            return False
+        numbers = [v for v in values if v is not None] if _NONE in types else values
+        try:  # a NaN or inf makes the sum non-finite; a sum that overflows just takes the slow path
+            return not numbers or (
+                math.isfinite(sum(numbers)) and -largest <= min(numbers) and max(numbers) <= largest
+            )
+        except OverflowError:  # an int too large for a float
+            return False
+
+    return quick
+
+
+def _quick_strings(values: list[Any], max_bytes: int) -> bool:
+    return (
+        set(map(type, values)) == {str}
+        and all(map(str.isascii, values))
+        and max(map(len, values)) <= max_bytes
+    )
+
+
+def _quick_bools(values: list[Any], _: int) -> bool:
+    return set(map(type, values)) == {bool}
+
+
 def _no_limit(value: Any, _: int) -> str | None:
     return None
 
@@ -183,15 +229,21 @@ class _Kind:
     dtype: Any
     nullable: bool
     limit: Limit
+    quick: Quick
 
 
+_FLOAT64_MAX, _FLOAT32_MAX = sys.float_info.max, float(np.finfo(np.float32).max)
 _TYPES: dict[str, _Kind] = {
-    "long": _Kind(_is_int, "integer", np.int64, False, _int_range(64)),
-    "integer": _Kind(_is_int, "integer", np.int32, False, _int_range(32)),
-    "double": _Kind(_is_number, "number", np.float64, True, _float_range(sys.float_info.max, 64)),
-    "float": _Kind(_is_number, "number", np.float32, True, _float_range(float(np.finfo(np.float32).max), 32)),
-    "string": _Kind(_is_str, "string", object, False, string_problem),
-    "boolean": _Kind(_is_bool, "boolean", bool, False, _no_limit),
+    "long": _Kind(_is_int, "integer", np.int64, False, _int_range(64), _quick_ints(64)),
+    "integer": _Kind(_is_int, "integer", np.int32, False, _int_range(32), _quick_ints(32)),
+    "double": _Kind(
+        _is_number, "number", np.float64, True, _float_range(_FLOAT64_MAX, 64), _quick_floats(_FLOAT64_MAX)
+    ),
+    "float": _Kind(
+        _is_number, "number", np.float32, True, _float_range(_FLOAT32_MAX, 32), _quick_floats(_FLOAT32_MAX)
+    ),
+    "string": _Kind(_is_str, "string", object, False, string_problem, _quick_strings),
+    "boolean": _Kind(_is_bool, "boolean", bool, False, _no_limit, _quick_bools),
 }
 # Models without a column signature: JSON scalars still get the limits of the widest column type.
 _FREE_LIMITS: dict[type, Limit] = {
@@ -245,6 +297,8 @@ class InputSchema:
                     raise InvalidInput(f"missing required field '{spec.name}' ({spec.type})", field=spec.name)
                 continue
             kind = _TYPES[spec.type]
+            if len(values) >= _QUICK_FROM and kind.quick(values, max_string_bytes):
+                continue
             for row, value in enumerate(values):
                 if value is _MISSING or (value is None and not kind.nullable):
                     raise InvalidInput(f"field '{spec.name}' row {row}: value missing", field=spec.name)
