@@ -14,6 +14,8 @@ import json
 import math
 import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -435,29 +437,35 @@ def probabilities_from(predictions: Any, rows: int) -> pd.Series:
     return values
 
 
-def download_version(client: MlflowClient, name: str, version: str) -> str:
-    """A local copy of one registered version's files, fetched through ``client``'s server.
+@contextmanager
+def downloaded_version(client: MlflowClient, name: str, version: str) -> Iterator[str]:
+    """A private local copy of one registered version's files, removed when the block ends.
 
-    Failures here are the server's or the store's (unreachable, refused), not the model's: a
-    version whose files are missing downloads what is there and then fails to load.
+    Private, so concurrent gates never read each other's half-downloaded files; removed, so a
+    gate run does not leave a whole model behind in /tmp. Failures here are the server's or the
+    store's (unreachable, refused), not the model's: a version whose files are missing downloads
+    what is there and then fails to load.
     """
     import mlflow
 
     # The registry's download URI is the artifact location itself; a ``models:/`` source would be
     # resolved by MLflow against the *global* tracking URI instead of this client's server.
     location = client.get_model_version_download_uri(name, version)
-    return mlflow.artifacts.download_artifacts(
-        artifact_uri=location,
-        dst_path=tempfile.mkdtemp(prefix="conveyor-gate-"),
-        tracking_uri=client.tracking_uri,
-    )
+    with tempfile.TemporaryDirectory(prefix="conveyor-gate-") as folder:
+        yield mlflow.artifacts.download_artifacts(
+            artifact_uri=location, dst_path=folder, tracking_uri=client.tracking_uri
+        )
 
 
 def load_version_model(client: MlflowClient, name: str, version: str) -> Any:
-    """The pyfunc model of one registered version, fetched through ``client``'s tracking server."""
+    """The pyfunc model of one registered version, fetched through ``client``'s tracking server.
+
+    Python models read their artifacts in ``load_context``, so the loaded model outlives its files.
+    """
     import mlflow
 
-    return mlflow.pyfunc.load_model(download_version(client, name, version))
+    with downloaded_version(client, name, version) as local:
+        return mlflow.pyfunc.load_model(local)
 
 
 def score_version(client: MlflowClient, name: str, version: str, frame: pd.DataFrame) -> dict[str, float]:
@@ -472,16 +480,16 @@ def score_version(client: MlflowClient, name: str, version: str, frame: pd.DataF
         )
     import mlflow
 
-    local = download_version(client, name, version)
-    try:
-        model = mlflow.pyfunc.load_model(local)
-    except Exception as exc:  # the model's own code, pickle, files or dependencies
-        raise UnscorableModelError(f"{name} v{version} does not load: {_error(exc)}") from exc
-    _check_inputs(model, frame, f"{name} v{version}")
-    try:
-        predictions = model.predict(frame.drop(columns=[LABEL_COLUMN]))
-    except Exception as exc:
-        raise UnscorableModelError(f"{name} v{version} raised on predict: {_error(exc)}") from exc
+    with downloaded_version(client, name, version) as local:
+        try:
+            model = mlflow.pyfunc.load_model(local)
+        except Exception as exc:  # the model's own code, pickle, files or dependencies
+            raise UnscorableModelError(f"{name} v{version} does not load: {_error(exc)}") from exc
+        _check_inputs(model, frame, f"{name} v{version}")
+        try:
+            predictions = model.predict(frame.drop(columns=[LABEL_COLUMN]))
+        except Exception as exc:
+            raise UnscorableModelError(f"{name} v{version} raised on predict: {_error(exc)}") from exc
     try:
         probabilities = probabilities_from(predictions, len(frame))
     except UnscorableModelError as exc:
@@ -510,14 +518,15 @@ def load_eval_set(client: MlflowClient, run_id: str, artifact_path: str = EVAL_S
     import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    try:
-        local = client.download_artifacts(run_id, artifact_path, tempfile.mkdtemp(prefix="conveyor-eval-"))
-    except (MlflowException, OSError) as exc:
-        raise GateError(
-            f"run {run_id} has no evaluation set at artifact {artifact_path!r}; "
-            f"pass eval_set explicitly ({exc})"
-        ) from exc
-    return pd.read_parquet(local)
+    with tempfile.TemporaryDirectory(prefix="conveyor-eval-") as folder:
+        try:
+            local = client.download_artifacts(run_id, artifact_path, folder)
+        except (MlflowException, OSError) as exc:
+            raise GateError(
+                f"run {run_id} has no evaluation set at artifact {artifact_path!r}; "
+                f"pass eval_set explicitly ({exc})"
+            ) from exc
+        return pd.read_parquet(local)
 
 
 def resolve_version(client: MlflowClient, name: str, ref: str) -> str | None:

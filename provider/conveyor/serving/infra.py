@@ -64,11 +64,14 @@ def sample_rows(model_uri: str, tracking_uri: str, count: int) -> list[dict[str,
     frame = None
     if name:
         run_id = MlflowClient().get_model_version(name, version).run_id
-        try:
-            path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=SAMPLE_ARTIFACT)
-            frame = pd.read_parquet(path)
-        except Exception:  # no eval set on this run: fall back to the input example
-            frame = None
+        with tempfile.TemporaryDirectory(prefix="conveyor-infra-sample-") as folder:
+            try:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=SAMPLE_ARTIFACT, dst_path=folder
+                )
+                frame = pd.read_parquet(path)
+            except Exception:  # no eval set on this run: fall back to the input example
+                frame = None
     if frame is None:
         # Read the example without loading the model: a version that does not load must fail in
         # the sandbox, with the gateway's own error, not here.
@@ -118,8 +121,18 @@ def validate(
     report = InfraReport(model_uri)
     # The version, not an alias: what is validated is what the report names, however aliases move.
     _, _, resolved = resolve(model_uri)
-    root = workdir or Path(tempfile.mkdtemp(prefix="conveyor-infra-"))
-    server = GatewayServer(root=root, tracking_uri=tracking_uri, deployments={"sandbox": resolved})
+    if workdir is None:  # the sandbox's log and inference log: nothing to keep once reported
+        with tempfile.TemporaryDirectory(prefix="conveyor-infra-") as folder:
+            return validate(
+                model_uri,
+                tracking_uri,
+                rows,
+                batch_size=batch_size,
+                max_latency_s=max_latency_s,
+                load_timeout_s=load_timeout_s,
+                workdir=Path(folder),
+            )
+    server = GatewayServer(root=workdir, tracking_uri=tracking_uri, deployments={"sandbox": resolved})
     started = time.perf_counter()
     try:
         server.start(timeout=load_timeout_s)
