@@ -691,3 +691,16 @@ def test_real_gateway_process_survives_hostile_bodies(
         assert gateway.proc.poll() is None, "the gateway process died"
     finally:
         http.close()
+
+
+def test_unknown_paths_and_methods_answer_in_the_error_shape(app: InProcess) -> None:
+    for method, path, status in [
+        ("GET", "/nope", 404),
+        ("PUT", "/feedback", 405),
+        ("GET", "/admin/deployments/flights/weights", 405),
+        ("GET", "/invocations", 405),
+    ]:
+        response = app.request(method, path, b"", ADMIN)
+        assert response.status_code == status, (path, response.text)
+        assert set(response.json()) == {"error_code", "message"}, response.text
+    assert app.request("PUT", "/feedback", b"", ADMIN).headers["allow"] == "POST"

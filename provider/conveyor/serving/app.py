@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -216,7 +217,12 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
         yield
         await gateway.close()
 
-    rest = Starlette(routes=routes, lifespan=lifespan)
+    async def http_error(request: Request, exc: HTTPException) -> Response:
+        """Starlette's own refusals (unknown path 404, wrong method 405) in the gateway's error shape."""
+        error = GatewayError(exc.status_code, str(exc.detail))
+        return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+
+    rest = Starlette(routes=routes, lifespan=lifespan, exception_handlers={HTTPException: http_error})
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
