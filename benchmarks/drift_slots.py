@@ -104,6 +104,8 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="drift-slots-"))
     dags = work / "dags"
     dags.mkdir()
+    # A log root that exists but holds no rows yet: the sensors wait (a missing root fails them).
+    (work / "empty-log").mkdir()
     (dags / "drift_slots.py").write_text(
         DAG_FILE.format(sensors=args.sensors, log_url=str(work / "empty-log"), model=MODEL)
     )

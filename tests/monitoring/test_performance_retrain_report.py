@@ -74,7 +74,13 @@ def test_one_class_window_is_not_called_degraded() -> None:
 )
 def test_unusable_feedback_is_refused(frame: pd.DataFrame, message: str) -> None:
     with pytest.raises(DriftInputError, match=message):
-        check_performance(frame, min_labelled=100)
+        check_performance(frame, reference={"roc_auc": 0.9}, min_labelled=100)
+
+
+def test_nothing_to_compare_with_is_refused_not_read_as_no_decay() -> None:
+    with pytest.raises(DriftInputError, match="no reference metrics and no min_metrics floors"):
+        check_performance(_labelled(), reference={"accuracy": 0.8}, metrics=("roc_auc",))
+    assert check_performance(_labelled(), min_metrics={"roc_auc": 0.5}, metrics=("roc_auc",)).metrics
 
 
 def test_floor_on_an_unmeasured_metric_is_refused() -> None:

@@ -83,10 +83,16 @@ def check_performance(
     unknown = sorted(set(min_metrics) - set(metrics))
     if unknown:
         raise ValueError(f"min_metrics names metric(s) {unknown} that are not measured ({list(metrics)})")
+    ref = {m: (reference or {}).get(m) for m in metrics}
+    if not min_metrics and all(value is None for value in ref.values()):
+        # Nothing to compare with would always read as "no decay": a silent wrong answer.
+        raise DriftInputError(
+            f"nothing to judge {list(metrics)} against: the model version's training run has no "
+            "reference metrics and no min_metrics floors are set"
+        )
     usable = _labelled(labelled, label, score, min_labelled)
     scores = score_predictions(usable[label], usable[score])
     measured = {m: (None if math.isnan(scores[m]) else scores[m]) for m in metrics}
-    ref = {m: (reference or {}).get(m) for m in metrics}
     reasons = []
     for name in metrics:
         value = measured[name]
