@@ -106,6 +106,15 @@ def test_feedback_joins_latest_label_by_request_id() -> None:
         il.join_feedback(predictions, feedback.drop(columns="label"))
 
 
+def test_the_log_root_exists_from_the_writer_start_before_any_row(tmp_path: Path) -> None:
+    """Monitors fail on a root that does not exist (a wrong URL): a gateway that has not flushed yet
+    must not look like one."""
+    root = tmp_path / "log"
+    with il.InferenceLogWriter(str(root), flush_interval_s=60) as writer:
+        assert writer.recovered.wait(10)
+        assert root.is_dir() and list(root.iterdir()) == []
+
+
 def test_empty_window_and_ragged_chunks(tmp_path: Path) -> None:
     empty = il.read_predictions(str(tmp_path), "2013-01-01", "2013-01-02")
     assert empty.empty and "model_version" in empty.columns

@@ -305,7 +305,16 @@ class InferenceLogWriter:
                     "inference log: removed %d temporaries a crashed writer left: %s", len(removed), removed
                 )
 
+    def _create_root(self) -> None:
+        """The log root exists from the writer's start, not from its first flush: monitors refuse a
+        root that does not exist (a wrong URL), and must not refuse a gateway that just started."""
+        try:
+            self._fs.makedirs(self._root, exist_ok=True)
+        except OSError as exc:  # storage down at start: the first flush retries, and counts losses
+            log.warning("inference log: could not create %s yet: %s", self._root, exc)
+
     def _run(self) -> None:
+        self._create_root()
         # Crashed writers (this gateway's last life, or another gateway on the same root) may have
         # left temporaries anywhere; afterwards, checking the folders written to is enough.
         self._clean(
