@@ -29,13 +29,25 @@ class ServingModels:
     rows: list[dict]  # real held-out rows, JSON-ready (NaN -> null)
 
 
-def _code_model(tracking_uri: str, name: str, code: Path, signature, artifacts: dict | None = None) -> str:
+def _code_model(
+    tracking_uri: str,
+    name: str,
+    code: Path,
+    signature,
+    artifacts: dict | None = None,
+    eval_set: Path | None = None,
+) -> str:
+    """A models-from-code version; ``eval_set`` is logged where training runs log theirs."""
     import mlflow
+
+    from conveyor.serving.infra import SAMPLE_ARTIFACT
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
     mlflow.set_experiment("serving-tests")
     with mlflow.start_run(run_name=name):
+        if eval_set is not None:
+            mlflow.log_artifact(str(eval_set), artifact_path=str(Path(SAMPLE_ARTIFACT).parent))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(code),
@@ -50,6 +62,7 @@ def _code_model(tracking_uri: str, name: str, code: Path, signature, artifacts: 
 def serving_models(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> ServingModels:
     import mlflow
 
+    from conveyor.serving.infra import SAMPLE_ARTIFACT
     from tests.support.models import eval_frame, register_flight_model
 
     url = mlflow_server.url
@@ -62,9 +75,13 @@ def serving_models(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPat
     signature = mlflow.models.get_model_info(f"models:/{MODEL}/{good.version}").signature
     weights = tmp_path_factory.mktemp("weights") / "weights.bin"
     weights.write_bytes(b"\x00\x01garbage")
+    held_out = eval_frame().head(400)
+    # Real rows to send, so infra validation of the unloadable model gets as far as the load.
+    eval_set = tmp_path_factory.mktemp("eval") / Path(SAMPLE_ARTIFACT).name
+    held_out.to_parquet(eval_set, index=False)
     rows = [
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k != "delayed"}
-        for r in eval_frame().head(400).to_dict("records")
+        for r in held_out.to_dict("records")
     ]
     return ServingModels(
         good=f"models:/{MODEL}/{good.version}",
@@ -72,7 +89,12 @@ def serving_models(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPat
         shuffled=f"models:/{MODEL}/{shuffled.version}",
         failing=_code_model(url, "serving_failing", CODE / "failing.py", signature),
         unloadable=_code_model(
-            url, "serving_unloadable", CODE / "unloadable.py", signature, {"weights": str(weights)}
+            url,
+            "serving_unloadable",
+            CODE / "unloadable.py",
+            signature,
+            {"weights": str(weights)},
+            eval_set=eval_set,
         ),
         rows=rows,
     )

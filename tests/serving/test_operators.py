@@ -75,10 +75,19 @@ def test_infra_validation_then_canary_under_load_succeeds_or_rolls_back(
 
 
 def test_infra_validation_refuses_a_model_that_does_not_load(
-    dags: ModuleType, connections: None, admin: GatewayClient, fresh: str, serving_models: ServingModels
+    dags: ModuleType,
+    connections: None,
+    admin: GatewayClient,
+    fresh: str,
+    serving_models: ServingModels,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     dr = dags.deploy.test(run_conf={"model_uri": serving_models.unloadable, "deployment": fresh})
     assert _states(dr) == {"infra_validate": "failed", "deploy": "upstream_failed"}
+    task_log = "".join(capfd.readouterr())  # the task runner logs to the process's streams
+    # The sandbox tried the load (the run logged real rows to send), and its error is reported.
+    assert "is not servable: load failed" in task_log
+    assert "weights file is corrupt" in task_log
     assert (
         admin.deployment(fresh)["slots"]["stable"]["model_version"] == serving_models.good.rsplit("/", 1)[1]
     )
