@@ -25,7 +25,7 @@ from conveyor.sensors.drift import DataDriftSensor
 
 DOCKER = Path(__file__).resolve().parents[2] / "docker"
 DASHBOARD = DOCKER / "grafana" / "dashboards" / "conveyor.json"
-DEPLOYMENT = "flight_delays"
+DEPLOYMENT = "flight-delays"
 
 
 def test_shipped_rules_and_config_pass_promtool() -> None:
