@@ -515,18 +515,17 @@ def _error(exc: BaseException) -> str:
 
 def load_eval_set(client: MlflowClient, run_id: str, artifact_path: str = EVAL_SET_ARTIFACT) -> pd.DataFrame:
     """The held-out rows the training run logged, so candidate and champion see the same data."""
-    import pandas as pd
     from mlflow.exceptions import MlflowException
 
-    with tempfile.TemporaryDirectory(prefix="conveyor-eval-") as folder:
-        try:
-            local = client.download_artifacts(run_id, artifact_path, folder)
-        except (MlflowException, OSError) as exc:
-            raise GateError(
-                f"run {run_id} has no evaluation set at artifact {artifact_path!r}; "
-                f"pass eval_set explicitly ({exc})"
-            ) from exc
-        return pd.read_parquet(local)
+    from conveyor.core.tracking import read_frame_artifact
+
+    try:
+        return read_frame_artifact(client, run_id, artifact_path)
+    except (MlflowException, OSError) as exc:
+        raise GateError(
+            f"run {run_id} has no evaluation set at artifact {artifact_path!r}; "
+            f"pass eval_set explicitly ({exc})"
+        ) from exc
 
 
 def resolve_version(client: MlflowClient, name: str, ref: str) -> str | None:

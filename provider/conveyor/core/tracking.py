@@ -56,3 +56,14 @@ def register_version(
     client = MlflowClient()
     client.set_registered_model_alias(name, alias, version.version)
     return client.get_model_version(name, version.version)
+
+
+def read_frame_artifact(client: Any, run_id: str, artifact_path: str) -> pd.DataFrame:
+    """A Parquet artifact of ``run_id`` read into memory, through ``client``'s server.
+
+    Downloaded into a private folder that is removed afterwards: concurrent readers never see each
+    other's partial files, and nothing is left in /tmp. Download errors propagate
+    (``MlflowException``, ``OSError``) for the caller to name in its own terms.
+    """
+    with tempfile.TemporaryDirectory(prefix="conveyor-artifact-") as folder:
+        return pd.read_parquet(client.download_artifacts(run_id, artifact_path, folder))

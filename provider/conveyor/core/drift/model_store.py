@@ -24,6 +24,7 @@ import pandas as pd
 
 from conveyor.core.drift import DriftConfig, DriftDetector, build_detector, load_detector
 from conveyor.core.drift.interface import DriftDetectorLoadError, DriftInputError
+from conveyor.core.tracking import read_frame_artifact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -56,15 +57,13 @@ def detector_tag(target: str, config: DriftConfig) -> str:
 def load_reference_sample(client: MlflowClient, run_id: str) -> pd.DataFrame:
     from mlflow.exceptions import MlflowException
 
-    with tempfile.TemporaryDirectory(prefix="conveyor-ref-") as tmp:
-        try:
-            local = client.download_artifacts(run_id, REFERENCE_ARTIFACT, tmp)
-        except (MlflowException, OSError) as exc:
-            raise DriftInputError(
-                f"run {run_id} has no reference sample at {REFERENCE_ARTIFACT!r}: "
-                f"cannot build a drift detector ({exc})"
-            ) from exc
-        return pd.read_parquet(local)
+    try:
+        return read_frame_artifact(client, run_id, REFERENCE_ARTIFACT)
+    except (MlflowException, OSError) as exc:
+        raise DriftInputError(
+            f"run {run_id} has no reference sample at {REFERENCE_ARTIFACT!r}: "
+            f"cannot build a drift detector ({exc})"
+        ) from exc
 
 
 def _saved_detector(
