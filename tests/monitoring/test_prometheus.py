@@ -143,6 +143,9 @@ def test_gateway_and_drift_series_rules_alerts_and_dashboard(
     assert float(temp["value"][1]) < 1e-6
     detected = series(f'conveyor_drift_detected{{model="{flight_model["name"]}"}}')[0]
     assert detected["metric"]["detector"] == "data_drift/alibi-univariate" and detected["value"][1] == "1"
+    # Every series is in by now. The dashboard is judged at this instant: its 1m rate windows must
+    # not depend on how long the rule and alert waits below take on a loaded machine.
+    observed_at = str(time.time())
 
     groups = _eventually(
         lambda: [
@@ -169,6 +172,9 @@ def test_gateway_and_drift_series_rules_alerts_and_dashboard(
         for t in panel.get("targets", [])
     ]
     assert len(queries) >= 12
-    answered = {q: prometheus.api("query", query=q)["result"] for q in queries}  # raises on invalid PromQL
-    assert answered[queries[0]], "the traffic panel shows the gateway's requests"
+    answered = {  # raises on invalid PromQL
+        q: prometheus.api("query", query=q, time=observed_at)["result"] for q in queries
+    }
+    scrapes = prometheus.api("query", query='up{job="conveyor-gateway"}[2m]', time=observed_at)["result"]
+    assert answered[queries[0]], f"the traffic panel shows the gateway's requests; gateway scrapes: {scrapes}"
     assert any("conveyor_drift_p_value" in q and r for q, r in answered.items())

@@ -475,10 +475,30 @@ class AirflowClient(_Endpoints):
             parked_since = (parked_since or now) if pending else None
             if pending and now - parked_since >= settle:
                 return pending[0]
+            if not pending and self.get_dag_run(dag_id, run_id)["state"] in TERMINAL_RUN_STATES:
+                raise RuntimeError(
+                    f"{dag_id}/{run_id} ended without asking for approval: {self.why(dag_id, run_id)}"
+                )
             if now > deadline:
-                states = {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
-                raise TimeoutError(f"{dag_id}/{run_id}: no approval waiting after {timeout:.0f}s: {states}")
+                raise TimeoutError(
+                    f"{dag_id}/{run_id}: no approval waiting after {timeout:.0f}s: {self.why(dag_id, run_id)}"
+                )
             time.sleep(poll)
+
+    def why(self, dag_id: str, run_id: str, tail: int = 15) -> str:
+        """Each task's state, then the last lines of every failed task's log: what a person opens first."""
+        instances = self.task_instances(dag_id, run_id)
+        parts = [str({ti["task_id"]: ti["state"] for ti in instances})]
+        for ti in instances:
+            if ti["state"] == "failed":
+                lines = format_log(
+                    self.task_log(dag_id, run_id, ti["task_id"], max(ti.get("try_number") or 1, 1))
+                )
+                parts.append(
+                    f"--- {ti['task_id']} (failed), last lines of its log:\n"
+                    + "\n".join(lines.splitlines()[-tail:])
+                )
+        return "\n".join(parts)
 
     def wait_for_run(
         self, dag_id: str, run_id: str, timeout: float = 600.0, poll: float = 2.0
@@ -490,8 +510,9 @@ class AirflowClient(_Endpoints):
             if run["state"] in TERMINAL_RUN_STATES:
                 return run
             if time.monotonic() > deadline:
-                states = {ti["task_id"]: ti["state"] for ti in self.task_instances(dag_id, run_id)}
-                raise TimeoutError(f"{dag_id}/{run_id} still {run['state']} after {timeout:.0f}s: {states}")
+                raise TimeoutError(
+                    f"{dag_id}/{run_id} still {run['state']} after {timeout:.0f}s: {self.why(dag_id, run_id)}"
+                )
             time.sleep(poll)
 
     def close(self) -> None:
