@@ -18,6 +18,7 @@ import pytest
 from mlflow import MlflowClient
 
 from conveyor.clients.airflow import AirflowClient, AirflowRequestError
+from conveyor.clients.gateway import GatewayClientError
 from conveyor.core import registry
 from conveyor.demo.traffic import feature_columns, flights_traffic
 from conveyor.local.gateway import GatewayServer
@@ -236,7 +237,16 @@ def test_an_approved_version_goes_through_staging_and_a_blue_green_switch(
     assert _champion(mlflow_server) == (march.version, promotions + 1)
     assert registry.history(client, MODEL)[-1].previous_version == champion
     with gateway.client() as gw:
-        assert gw.deployment("flights")["slots"]["stable"]["model_version"] == march.version
+        deployment = gw.deployment("flights")
+        assert deployment["slots"]["stable"]["model_version"] == march.version
+        # The previous version stays warm for the rollback window, and until the window ends the
+        # deployment refuses other changes (the next ml_cd run's staging included); a person who
+        # is satisfied with the switch ends it early by promoting.
+        assert deployment["rollout"]["state"] == "switched", deployment["rollout"]["transitions"]
+        with pytest.raises(GatewayClientError, match="switched rollout"):
+            gw.deploy_slot("flights", f"models:/{MODEL}/{march.version}", slot="staging")
+        gw.rollout_action("flights", "promote")
+        assert gw.deployment("flights")["rollout"]["state"] == "succeeded"
 
 
 def test_a_canary_that_fails_its_analysis_is_restored_and_the_run_ends_failed(
