@@ -43,6 +43,7 @@ def _print(payload: Any) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from conveyor.serving.gateway import GatewayConfig
+    from conveyor.serving.schema import MAX_STRING_BYTES
     from conveyor.serving.server import serve
 
     token = _token(args)
@@ -65,6 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_fsync=args.log_fsync,
         max_body_bytes=args.max_body_bytes,
         max_batch_rows=args.max_batch_rows,
+        max_string_bytes=args.max_string_bytes or MAX_STRING_BYTES,
         keep_previous_s=args.keep_previous_s,
     )
     serve(
@@ -199,6 +201,11 @@ def parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
     serve.add_argument("--max-batch-rows", type=int, default=2048)
+    serve.add_argument(
+        "--max-string-bytes",
+        type=int,
+        help="longest string feature value (UTF-8 bytes) a request may carry (default 1024); longer: 422",
+    )
     serve.add_argument("--keep-previous-s", type=float, default=300.0)
     serve.add_argument("--threads", type=int, default=1, help="intra-op threads of numeric libraries (torch)")
     serve.add_argument("--token", help="admin token (default $CONVEYOR_GATEWAY_TOKEN)")

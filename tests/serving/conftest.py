@@ -110,7 +110,7 @@ def gateway(
         root=root,
         tracking_uri=mlflow_server.url,
         deployments={"flights": f"models:/{MODEL}@champion"},
-        extra_args=["--max-body-bytes", "65536", "--keep-previous-s", "120"],
+        extra_args=["--max-body-bytes", "65536", "--max-string-bytes", "512", "--keep-previous-s", "120"],
     )
     with server:
         yield server

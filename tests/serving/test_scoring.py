@@ -145,6 +145,8 @@ def test_unknown_deployment_method_and_content_type(
     missing = _post(gateway, body, path="/deployments/nope/invocations")
     assert missing.status_code == 404
     assert "unknown deployment 'nope'" in missing.json()["message"]
+    long = _post(gateway, body, path="/deployments/" + "n" * 4000 + "/invocations")
+    assert long.status_code == 404 and len(long.json()["message"]) < 200  # echoed as a short prefix
     assert httpx.get(gateway.url + "/invocations").status_code == 405
     csv = httpx.post(gateway.url + "/invocations", content=b"a,b\n1,2", headers={"content-type": "text/csv"})
     assert csv.status_code == 415
@@ -193,7 +195,11 @@ def _with_raw(row: dict, field: str, token: str) -> bytes:
         ("temp", "-Infinity", "is out of range for a 64-bit float"),
         ("temp", "NaN", "is NaN; send null for a missing value"),
         ("distance", str(2**1100), "is out of range for a 64-bit float"),
-        ("carrier", json.dumps("x" * 1025), "is 1025 bytes long, over the limit of 1024 bytes"),
+        (
+            "carrier",
+            json.dumps("x" * 513),
+            "is 513 bytes long, over the limit of 512 bytes",
+        ),  # --max-string-bytes
         ("carrier", json.dumps("é" * 600), "is 1200 bytes long"),
         ("carrier", '"\\ud800"', "lone surrogate"),
     ],

@@ -127,7 +127,7 @@ class Gateway:
             name = self.default
         found = self.deployments.get(name)
         if found is None:
-            raise GatewayError(404, f"unknown deployment '{name}'; known: {sorted(self.deployments)}")
+            raise GatewayError(404, f"unknown deployment {preview(name)}; known: {sorted(self.deployments)}")
         return found
 
     @property
@@ -296,7 +296,7 @@ class Gateway:
         started = time.perf_counter()
         try:
             if held.model.schema is not None:
-                held.model.schema.validate(columns)
+                held.model.schema.validate(columns, self.config.max_string_bytes)
             output = await held.batcher.predict(columns, rows)
         except Exception as exc:
             stats.errors += 1
