@@ -486,18 +486,24 @@ class AirflowClient(_Endpoints):
             time.sleep(poll)
 
     def why(self, dag_id: str, run_id: str, tail: int = 15) -> str:
-        """Each task's state, then the last lines of every failed task's log: what a person opens first."""
+        """Each task's state, then why each failed task failed: its exceptions, else its log's last lines."""
         instances = self.task_instances(dag_id, run_id)
         parts = [str({ti["task_id"]: ti["state"] for ti in instances})]
         for ti in instances:
-            if ti["state"] == "failed":
-                lines = format_log(
-                    self.task_log(dag_id, run_id, ti["task_id"], max(ti.get("try_number") or 1, 1))
-                )
-                parts.append(
-                    f"--- {ti['task_id']} (failed), last lines of its log:\n"
-                    + "\n".join(lines.splitlines()[-tail:])
-                )
+            if ti["state"] != "failed":
+                continue
+            log = self.task_log(dag_id, run_id, ti["task_id"], max(ti.get("try_number") or 1, 1))
+            errors = [
+                f"{error.get('exc_type')}: {error.get('exc_value')}"
+                for line in log
+                if isinstance(line, dict)
+                for error in line.get("error_detail") or []
+                if isinstance(error, dict)
+            ]
+            parts.append(
+                f"--- {ti['task_id']} failed: "
+                + ("; ".join(errors) or "\n".join(format_log(log).splitlines()[-tail:]))
+            )
         return "\n".join(parts)
 
     def wait_for_run(
