@@ -146,7 +146,7 @@ def test_unknown_deployment_method_and_content_type(
     assert missing.status_code == 404
     assert "unknown deployment 'nope'" in missing.json()["message"]
     long = _post(gateway, body, path="/deployments/" + "n" * 4000 + "/invocations")
-    assert long.status_code == 404 and len(long.json()["message"]) < 200  # echoed as a short prefix
+    assert long.status_code == 404 and "n" * 100 not in long.json()["message"]  # a short prefix only
     assert httpx.get(gateway.url + "/invocations").status_code == 405
     csv = httpx.post(gateway.url + "/invocations", content=b"a,b\n1,2", headers={"content-type": "text/csv"})
     assert csv.status_code == 415
