@@ -18,9 +18,9 @@ from conveyor.core.gate import (
     decide,
     probabilities_from,
     rules_from_mapping,
-    score_predictions,
     unscorable,
 )
+from conveyor.core.scoring import binary_metrics
 
 AUC_RULE = {"roc_auc": {"threshold": 0.6, "tolerance": 0.005}}
 
@@ -155,20 +155,20 @@ def test_table_shows_every_metric_threshold_and_delta() -> None:
     assert lines[-1].startswith("=> REJECTED: roc_auc: worse than champion by 0.0200")
 
 
-def test_score_predictions_ranks_a_perfect_model_above_a_random_one() -> None:
+def test_binary_metrics_rank_a_perfect_model_above_a_random_one() -> None:
     rng = np.random.default_rng(0)
     labels = pd.Series(rng.integers(0, 2, 500))
-    perfect = score_predictions(labels, labels * 0.8 + 0.1)
-    noise = score_predictions(labels, pd.Series(rng.random(500)))
+    perfect = binary_metrics(labels, labels * 0.8 + 0.1)
+    noise = binary_metrics(labels, pd.Series(rng.random(500)))
     assert perfect["roc_auc"] == 1.0 and perfect["accuracy"] == 1.0
     assert 0.4 < noise["roc_auc"] < 0.6
     assert perfect["log_loss"] < noise["log_loss"] and perfect["brier"] < noise["brier"]
 
 
-def test_score_predictions_gives_nan_when_a_metric_is_undefined() -> None:
-    one_class = score_predictions(pd.Series([1, 1, 1]), pd.Series([0.2, 0.9, 0.7]))
+def test_binary_metrics_give_nan_when_a_metric_is_undefined() -> None:
+    one_class = binary_metrics(pd.Series([1, 1, 1]), pd.Series([0.2, 0.9, 0.7]))
     assert math.isnan(one_class["roc_auc"]) and not math.isnan(one_class["log_loss"])
-    nan_pred = score_predictions(pd.Series([0, 1]), pd.Series([0.2, float("nan")]))
+    nan_pred = binary_metrics(pd.Series([0, 1]), pd.Series([0.2, float("nan")]))
     assert all(math.isnan(v) for v in nan_pred.values())
 
 
@@ -176,7 +176,7 @@ def test_score_predictions_gives_nan_when_a_metric_is_undefined() -> None:
     ("output", "problem"),
     [
         (np.array([0.1, 0.2, 0.3]), "predict returned ndarray of shape (3,), not a table"),
-        ([0.1, 0.2, 0.3], "predict returned list, not a table with a 'delay_probability' column"),
+        ([0.1, 0.2, 0.3], "predict returned list, not a table with the columns ['delay_probability']"),
         (pd.DataFrame({"score": [0.1, 0.2, 0.3]}), "no 'delay_probability' column (columns: ['score'])"),
         (pd.DataFrame({"delay_probability": [0.1, 0.2]}), "predict returned 2 rows for 3 input rows"),
         (

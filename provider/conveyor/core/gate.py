@@ -21,6 +21,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from conveyor.core.contract import METRICS, ModelContract
+from conveyor.core.scoring import UnscorableModelError, binary_metrics, checked_outputs
+
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow import MlflowClient
@@ -39,16 +42,22 @@ SCORE_COLUMN = "delay_probability"
 # The reason of a rejected candidate that could not be scored starts with this.
 UNSCORABLE = "candidate cannot be scored"
 
-# Direction of the metrics ``score_predictions`` computes; a rule may name others if it says
-# which way is better.
-HIGHER_IS_BETTER: dict[str, bool] = {
-    "roc_auc": True,
-    "average_precision": True,
-    "accuracy": True,
-    "f1": True,
-    "log_loss": False,
-    "brier": False,
-}
+# Direction of the metrics the binary scoring computes; a rule may name others if it says which
+# way is better. (The gate reads the version's contract for its task in the next step.)
+HIGHER_IS_BETTER: dict[str, bool] = METRICS["binary_classification"]
+# Until the gate reads each version's contract: the score column of the bundled project.
+_SCORE_ONLY = ModelContract.from_mapping(
+    {
+        "model": {
+            "name": "gate",
+            "task": "binary_classification",
+            "label": LABEL_COLUMN,
+            "outputs": {"score": SCORE_COLUMN},
+        },
+        "gate": {"metrics": {"roc_auc": {"tolerance": 0}}},
+    },
+    source="gate defaults",
+)
 
 # Float rounding must not turn "exactly at the tolerance" into a rejection (0.8 - 0.005 != 0.795).
 _EPS = 1e-12
@@ -60,11 +69,6 @@ class GateError(ValueError):
     Raised, never recorded: the fault is in the request or the surroundings, not in the candidate,
     so the task fails (and may be retried) and the candidate keeps no verdict it did not earn.
     """
-
-
-class UnscorableModelError(Exception):
-    """A version that cannot be scored through its own fault: it does not load, its ``predict``
-    raises, or its output is not one probability in [0, 1] per row. The message says which."""
 
 
 @dataclass(frozen=True)
@@ -370,71 +374,13 @@ def unscorable(
     )
 
 
-def score_predictions(labels: pd.Series, probabilities: pd.Series) -> dict[str, float]:
-    """Binary-classification metrics; a metric that cannot be computed is NaN, never an exception.
-
-    NaN (one-class eval set, NaN predictions) then fails the gate with the metric named.
-    """
-    import numpy as np
-    from sklearn import metrics
-
-    y = np.asarray(labels, dtype=float)
-    p = np.asarray(probabilities, dtype=float)
-    if len(y) == 0 or np.isnan(p).any() or np.isnan(y).any():
-        return dict.fromkeys(HIGHER_IS_BETTER, float("nan"))
-    out: dict[str, float] = {}
-    both_classes = len(np.unique(y)) == 2
-    out["roc_auc"] = float(metrics.roc_auc_score(y, p)) if both_classes else float("nan")
-    out["average_precision"] = float(metrics.average_precision_score(y, p)) if both_classes else float("nan")
-    out["log_loss"] = float(metrics.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1]))
-    out["brier"] = float(metrics.brier_score_loss(y, p))
-    out["accuracy"] = float(metrics.accuracy_score(y, p >= 0.5))
-    out["f1"] = float(metrics.f1_score(y, p >= 0.5, zero_division=0.0))
-    return out
-
-
 def probabilities_from(predictions: Any, rows: int) -> pd.Series:
-    """The ``delay_probability`` column of a model's output, checked to be one probability per row.
+    """The score column of a model's output, checked to be one probability in [0, 1] per row.
 
-    Raises ``UnscorableModelError`` naming what is wrong (not a table, column missing, row count,
-    non-numeric, NaN/inf or outside [0, 1]): metrics computed on such output would be garbage or
-    an exception, and either would hide the real problem.
+    Raises ``UnscorableModelError`` naming what is wrong: metrics computed on such output would
+    be garbage or an exception, and either would hide the real problem.
     """
-    import numpy as np
-    import pandas as pd
-
-    if not isinstance(predictions, pd.DataFrame):
-        shape = getattr(predictions, "shape", None)
-        what = type(predictions).__name__ + (f" of shape {tuple(shape)}" if shape is not None else "")
-        raise UnscorableModelError(f"predict returned {what}, not a table with a {SCORE_COLUMN!r} column")
-    if SCORE_COLUMN not in predictions.columns:
-        raise UnscorableModelError(
-            f"predict returned no {SCORE_COLUMN!r} column (columns: {list(map(str, predictions.columns))})"
-        )
-    if len(predictions) != rows:
-        raise UnscorableModelError(f"predict returned {len(predictions)} rows for {rows} input rows")
-    column = predictions[SCORE_COLUMN]
-    if isinstance(column, pd.DataFrame):
-        raise UnscorableModelError(f"predict returned {column.shape[1]} columns named {SCORE_COLUMN!r}")
-    values = pd.to_numeric(column, errors="coerce")
-    bad = values.isna() & column.notna()
-    if bad.any() or column.dtype == bool:
-        first = column[bad].iloc[0] if bad.any() else column.iloc[0]
-        raise UnscorableModelError(f"{SCORE_COLUMN!r} is not numeric (e.g. {str(first)[:40]!r})")
-    values = values.astype(float)
-    finite = np.isfinite(values.to_numpy())
-    if not finite.all():
-        count, first = int((~finite).sum()), values[~finite].iloc[0]
-        raise UnscorableModelError(
-            f"{SCORE_COLUMN!r} is NaN or infinite in {count} of {rows} rows (e.g. {first})"
-        )
-    outside = (values < 0.0) | (values > 1.0)
-    if outside.any():
-        raise UnscorableModelError(
-            f"{SCORE_COLUMN!r} is outside [0, 1] in {int(outside.sum())} of {rows} rows "
-            f"(min {values.min():.4g}, max {values.max():.4g})"
-        )
-    return values
+    return checked_outputs(_SCORE_ONLY, predictions, rows)[SCORE_COLUMN]
 
 
 @contextmanager
@@ -494,7 +440,7 @@ def score_version(client: MlflowClient, name: str, version: str, frame: pd.DataF
         probabilities = probabilities_from(predictions, len(frame))
     except UnscorableModelError as exc:
         raise UnscorableModelError(f"{name} v{version}: {exc}") from None
-    return score_predictions(frame[LABEL_COLUMN], probabilities)
+    return binary_metrics(frame[LABEL_COLUMN], probabilities)
 
 
 def _check_inputs(model: Any, frame: pd.DataFrame, which: str) -> None:

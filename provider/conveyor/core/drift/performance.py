@@ -1,7 +1,7 @@
 """Performance decay on labelled feedback (concept drift): realised metrics vs floors and vs reference.
 
 Covariate drift tests say the inputs moved; only labels say whether the model got worse. Metrics
-come from ``conveyor.core.gate.score_predictions`` so the monitor and the model gate measure the
+come from ``conveyor.core.scoring`` so the monitor and the model gate measure the
 same thing the same way.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from conveyor.core.drift.interface import DriftInputError, plain_json
-from conveyor.core.gate import score_predictions
+from conveyor.core.scoring import binary_metrics
 
 LABEL = "label"
 SCORE = "delay_probability"
@@ -91,7 +91,7 @@ def check_performance(
             "reference metrics and no min_metrics floors are set"
         )
     usable = _labelled(labelled, label, score, min_labelled)
-    scores = score_predictions(usable[label], usable[score])
+    scores = binary_metrics(usable[label], usable[score])
     measured = {m: (None if math.isnan(scores[m]) else scores[m]) for m in metrics}
     reasons = []
     for name in metrics:
@@ -132,6 +132,6 @@ def performance_over_time(
     for period, part in usable.groupby(pd.Grouper(key=time_column, freq=freq)):
         if part.empty:
             continue
-        scores = score_predictions(part[label], part[score])
+        scores = binary_metrics(part[label], part[score])
         rows.append({"period": period, "n": len(part), **{m: scores[m] for m in metrics}})
     return pd.DataFrame(rows, columns=["period", "n", *metrics])

@@ -1,0 +1,135 @@
+"""Outputs checked against the contract and each task's metrics, on small real predictions."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.pandas import column, data_frames
+from sklearn import metrics
+
+from conveyor.core.contract import ModelContract
+from conveyor.core.scoring import (
+    UnscorableModelError,
+    checked_outputs,
+    multiclass_metrics,
+    regression_metrics,
+    score_outputs,
+)
+
+BINARY = ModelContract.from_mapping(
+    {
+        "model": {
+            "name": "m",
+            "task": "binary_classification",
+            "label": "y",
+            "outputs": {"score": "p", "decision": "y"},
+        },
+        "gate": {"metrics": {"roc_auc": {"threshold": 0.5}}},
+    }
+)
+REGRESSION = ModelContract.from_mapping(
+    {
+        "model": {"name": "r", "task": "regression", "label": "y", "outputs": {"score": "yhat"}},
+        "gate": {"metrics": {"mae": {"tolerance": 1.0}}},
+    }
+)
+MULTICLASS = ModelContract.from_mapping(
+    {
+        "model": {
+            "name": "c",
+            "task": "multiclass_classification",
+            "label": "y",
+            "classes": ["0", "1", "2"],
+            "outputs": {"score": "p_top", "decision": "cls", "probabilities": ["p0", "p1", "p2"]},
+        },
+        "gate": {"metrics": {"macro_f1": {"threshold": 0.3}}},
+    }
+)
+
+
+def test_regression_metrics_agree_with_sklearn() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.normal(10, 3, 400)
+    yhat = y + rng.normal(0, 1, 400)
+    got = score_outputs(REGRESSION, y, checked_outputs(REGRESSION, pd.DataFrame({"yhat": yhat}), 400))
+    assert got["rmse"] == pytest.approx(math.sqrt(metrics.mean_squared_error(y, yhat)))
+    assert got["mae"] == pytest.approx(metrics.mean_absolute_error(y, yhat))
+    assert got["r2"] == pytest.approx(metrics.r2_score(y, yhat))
+    assert math.isnan(regression_metrics([3.0, 3.0], [2.0, 4.0])["r2"])  # constant truth: undefined
+
+
+def test_multiclass_metrics_compare_classes_as_text() -> None:
+    labels = pd.Series([0, 1, 2, 2, 1, 0])  # integers in the data, text in the contract
+    probabilities = np.eye(3)[[0, 1, 2, 1, 1, 0]] * 0.8 + 0.2 / 3
+    frame = pd.DataFrame(probabilities, columns=["p0", "p1", "p2"])
+    frame["cls"] = [0, 1, 2, 1, 1, 0]
+    frame["p_top"] = frame[["p0", "p1", "p2"]].max(axis=1)
+    got = score_outputs(MULTICLASS, labels, checked_outputs(MULTICLASS, frame, 6))
+    assert got["accuracy"] == pytest.approx(5 / 6)
+    assert got["macro_f1"] == pytest.approx(metrics.f1_score(labels, frame["cls"], average="macro"))
+    assert got["log_loss"] == pytest.approx(
+        metrics.log_loss(labels.astype(str), probabilities, labels=["0", "1", "2"])
+    )
+    assert math.isnan(multiclass_metrics(["9"], ["0"], [[1.0, 0.0, 0.0]], ("0", "1", "2"))["log_loss"])
+
+
+@pytest.mark.parametrize(
+    ("contract", "output", "message"),
+    [
+        (BINARY, [0.1, 0.2], "predict returned list, not a table with the columns ['p', 'y']"),
+        (BINARY, pd.DataFrame({"p": [0.1, 0.2]}), "predict returned no 'y' column"),
+        (BINARY, pd.DataFrame({"p": [0.1, 1.5], "y": [0, 1]}), "'p' is outside [0, 1] in 1 of 2 rows"),
+        (BINARY, pd.DataFrame({"p": [0.1], "y": [0]}), "predict returned 1 rows for 2 input rows"),
+        (REGRESSION, pd.DataFrame({"yhat": [1.0, float("inf")]}), "'yhat' is NaN or infinite in 1 of 2 rows"),
+        (REGRESSION, pd.DataFrame({"yhat": ["a", "b"]}), "'yhat' is not numeric (e.g. 'a')"),
+        (
+            MULTICLASS,
+            pd.DataFrame(
+                {"p_top": [0.5, 0.5], "cls": [0, 1], "p0": [0.5, 0.5], "p1": [0.5, 0.2], "p2": [0, 0]}
+            ),
+            "the class probabilities do not sum to 1 in 1 of 2 rows (e.g. 0.7)",
+        ),
+        (
+            MULTICLASS,
+            pd.DataFrame({"p_top": [1, 1], "cls": [0, 7], "p0": [1, 1], "p1": [0, 0], "p2": [0, 0]}),
+            "'cls' holds '7', not one of the classes ['0', '1', '2']",
+        ),
+    ],
+)
+def test_output_that_breaks_the_contract_is_named(
+    contract: ModelContract, output: object, message: str
+) -> None:
+    with pytest.raises(UnscorableModelError) as caught:
+        checked_outputs(contract, output, 2)
+    assert message in str(caught.value)
+
+
+def test_a_regression_score_may_be_any_finite_number() -> None:
+    checked = checked_outputs(REGRESSION, pd.DataFrame({"yhat": [-40.0, 1e6]}), 2)
+    assert checked["yhat"].tolist() == [-40.0, 1e6]
+
+
+_values = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.integers(-5, 5), st.text(max_size=3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    frame=data_frames(
+        [column("p", elements=_values), column("y", elements=st.integers(0, 1))],
+    )
+)
+def test_any_binary_output_is_refused_by_name_or_scored_on_valid_probabilities(frame: pd.DataFrame) -> None:
+    """No other exception, and nothing outside [0, 1] or non-finite reaches the metrics."""
+    try:
+        checked = checked_outputs(BINARY, frame, len(frame))
+    except UnscorableModelError as exc:
+        assert "'p'" in str(exc) or "rows" in str(exc)
+        return
+    assert ((checked["p"] >= 0) & (checked["p"] <= 1)).all()
+    scored = score_outputs(BINARY, frame["y"], checked)
+    assert set(scored) == {"roc_auc", "average_precision", "accuracy", "f1", "log_loss", "brier"}
