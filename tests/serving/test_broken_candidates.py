@@ -100,7 +100,9 @@ GATE_REASONS = {
     "raise_on_predict": "raised on predict: RuntimeError: this model version is broken at prediction time",
     "wrong_columns": "predict returned no 'delay_probability' column (columns: ['score', 'label'])",
     "too_few_rows": "predict returned 299 rows for 300 input rows",
-    "flat_array": "predict returned ndarray of shape (300,), not a table with the columns ['delay_probability']",
+    "flat_array": (
+        "predict returned ndarray of shape (300,), not a table with the columns ['delay_probability']"
+    ),
     "out_of_range": "'delay_probability' is outside [0, 1] in 190 of 300 rows (min -0.85, max 1.85)",
     "nan": "'delay_probability' is NaN or infinite in 43 of 300 rows (e.g. nan)",
 }
