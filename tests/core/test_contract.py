@@ -12,23 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conveyor.core.contract import ContractError, ModelContract
+from tests.support import contracts
 
 DEMO = Path(__file__).resolve().parents[2] / "kedro_project" / "conf" / "base" / "conveyor.yml"
-
-REGRESSION: dict[str, Any] = {
-    "model": {"name": "bikes", "task": "regression", "label": "count", "outputs": {"score": "predicted"}},
-    "gate": {"metrics": {"rmse": {"tolerance": 2.0}, "r2": {"threshold": 0.3}}},
-}
-MULTICLASS: dict[str, Any] = {
-    "model": {
-        "name": "species",
-        "task": "multiclass_classification",
-        "label": "species",
-        "classes": ["a", "b", "c"],
-        "outputs": {"score": "p_max", "decision": "species", "probabilities": ["p_a", "p_b", "p_c"]},
-    },
-    "gate": {"metrics": {"macro_f1": {"threshold": 0.5}}},
-}
+REGRESSION, MULTICLASS = contracts.REGRESSION, contracts.MULTICLASS
 
 
 def test_the_demo_contract_loads_with_its_defaults() -> None:
@@ -50,7 +37,7 @@ def test_each_task_gets_its_own_online_metric_and_directions() -> None:
     assert (regression.canary.online_metric, regression.canary.higher_is_better) == ("mae", False)
     assert {r.metric: r.higher_is_better for r in regression.gate} == {"rmse": False, "r2": True}
     multiclass = ModelContract.from_mapping(MULTICLASS)
-    assert multiclass.outputs.required == ["p_max", "species", "p_a", "p_b", "p_c"]
+    assert multiclass.outputs.required == ["p_top", "cls", "p0", "p1", "p2"]
     assert multiclass.canary.online_metric == "accuracy"
 
 
@@ -98,7 +85,7 @@ def test_a_bad_field_is_named(path: tuple[str, ...], value: Any, message: str) -
 
 def test_task_specific_outputs_are_required() -> None:
     no_probabilities = copy.deepcopy(MULTICLASS)
-    no_probabilities["model"]["outputs"]["probabilities"] = ["p_a", "p_b"]
+    no_probabilities["model"]["outputs"]["probabilities"] = ["p0", "p1"]
     with pytest.raises(ContractError, match=r"one column per class in model\.classes"):
         ModelContract.from_mapping(no_probabilities)
     decided = copy.deepcopy(REGRESSION)
@@ -106,7 +93,7 @@ def test_task_specific_outputs_are_required() -> None:
     with pytest.raises(ContractError, match="a regression model has no classes"):
         ModelContract.from_mapping(decided)
     label_is_score = copy.deepcopy(REGRESSION)
-    label_is_score["model"]["label"] = "predicted"
+    label_is_score["model"]["label"] = "yhat"
     with pytest.raises(ContractError, match="truth and the prediction would be confused"):
         ModelContract.from_mapping(label_is_score)
 

@@ -20,6 +20,7 @@ from conveyor.core.scoring import (
     regression_metrics,
     score_outputs,
 )
+from tests.support import contracts
 
 BINARY = ModelContract.from_mapping(
     {
@@ -32,24 +33,8 @@ BINARY = ModelContract.from_mapping(
         "gate": {"metrics": {"roc_auc": {"threshold": 0.5}}},
     }
 )
-REGRESSION = ModelContract.from_mapping(
-    {
-        "model": {"name": "r", "task": "regression", "label": "y", "outputs": {"score": "yhat"}},
-        "gate": {"metrics": {"mae": {"tolerance": 1.0}}},
-    }
-)
-MULTICLASS = ModelContract.from_mapping(
-    {
-        "model": {
-            "name": "c",
-            "task": "multiclass_classification",
-            "label": "y",
-            "classes": ["0", "1", "2"],
-            "outputs": {"score": "p_top", "decision": "cls", "probabilities": ["p0", "p1", "p2"]},
-        },
-        "gate": {"metrics": {"macro_f1": {"threshold": 0.3}}},
-    }
-)
+REGRESSION = ModelContract.from_mapping(contracts.REGRESSION)
+MULTICLASS = ModelContract.from_mapping(contracts.MULTICLASS)
 
 
 def test_regression_metrics_agree_with_sklearn() -> None:
