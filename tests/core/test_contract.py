@@ -110,13 +110,15 @@ def test_a_file_that_is_not_a_contract_says_so(tmp_path: Path) -> None:
         ModelContract.from_file(broken)
 
 
-def test_sections_owned_elsewhere_are_kept_only_when_declared() -> None:
-    data = {**REGRESSION, "kedro": {"model_dataset": "regressor"}}
-    with pytest.raises(ContractError, match="unknown key kedro"):
-        ModelContract.from_mapping(data)
-    contract = ModelContract.from_mapping(data, extra_sections=("kedro",))
-    assert contract.extra == {"kedro": {"model_dataset": "regressor"}}
-    assert ModelContract.from_mapping(contract.to_dict(), extra_sections=("kedro",)) == contract
+def test_project_sections_are_kept_but_never_stored_with_a_version() -> None:
+    data = {**REGRESSION, "kedro": {"model_dataset": "regressor"}, "airflow": {"schedule": None}}
+    with pytest.raises(ContractError, match="unknown key airflow, kedro"):
+        ModelContract.from_mapping(data, extra_sections=())
+    with pytest.raises(ContractError, match="unknown key serving"):
+        ModelContract.from_mapping({**REGRESSION, "serving": {}})
+    contract = ModelContract.from_mapping(data)
+    assert contract.extra == {"kedro": {"model_dataset": "regressor"}, "airflow": {"schedule": None}}
+    assert ModelContract.from_mapping(contract.to_dict()) == contract
     assert ModelContract.from_tag(contract.to_tag()) == dataclasses.replace(contract, extra={})
 
 

@@ -14,9 +14,7 @@ from conveyor.core.gate import (
     GateDecision,
     GateError,
     MetricRule,
-    UnscorableModelError,
     decide,
-    probabilities_from,
     rules_from_mapping,
     unscorable,
 )
@@ -170,41 +168,6 @@ def test_binary_metrics_give_nan_when_a_metric_is_undefined() -> None:
     assert math.isnan(one_class["roc_auc"]) and not math.isnan(one_class["log_loss"])
     nan_pred = binary_metrics(pd.Series([0, 1]), pd.Series([0.2, float("nan")]))
     assert all(math.isnan(v) for v in nan_pred.values())
-
-
-@pytest.mark.parametrize(
-    ("output", "problem"),
-    [
-        (np.array([0.1, 0.2, 0.3]), "predict returned ndarray of shape (3,), not a table"),
-        ([0.1, 0.2, 0.3], "predict returned list, not a table with the columns ['delay_probability']"),
-        (pd.DataFrame({"score": [0.1, 0.2, 0.3]}), "no 'delay_probability' column (columns: ['score'])"),
-        (pd.DataFrame({"delay_probability": [0.1, 0.2]}), "predict returned 2 rows for 3 input rows"),
-        (
-            pd.DataFrame([[0.1, 0.2]] * 3, columns=["delay_probability"] * 2),
-            "2 columns named 'delay_probability'",
-        ),
-        (pd.DataFrame({"delay_probability": ["0.1", "high", "0.3"]}), "is not numeric (e.g. 'high')"),
-        (pd.DataFrame({"delay_probability": [True, False, True]}), "is not numeric (e.g. 'True')"),
-        (pd.DataFrame({"delay_probability": [0.1, None, 0.3]}), "is NaN or infinite in 1 of 3 rows"),
-        (
-            pd.DataFrame({"delay_probability": [0.1, math.inf, 0.3]}),
-            "is NaN or infinite in 1 of 3 rows (e.g. inf)",
-        ),
-        (
-            pd.DataFrame({"delay_probability": [-0.5, 0.5, 1.5]}),
-            "is outside [0, 1] in 2 of 3 rows (min -0.5, max 1.5)",
-        ),
-    ],
-)
-def test_unusable_output_is_named(output: object, problem: str) -> None:
-    with pytest.raises(UnscorableModelError) as caught:
-        probabilities_from(output, 3)
-    assert problem in str(caught.value)
-
-
-def test_usable_output_gives_the_probabilities_as_floats() -> None:
-    out = probabilities_from(pd.DataFrame({"delay_probability": [0, 1, 0.25], "delayed": [0, 1, 0]}), 3)
-    assert out.tolist() == [0.0, 1.0, 0.25] and out.dtype == float
 
 
 def test_an_unscorable_candidate_is_rejected_even_when_forced() -> None:

@@ -33,6 +33,18 @@ BINARY = ModelContract.from_mapping(
         "gate": {"metrics": {"roc_auc": {"threshold": 0.5}}},
     }
 )
+# Only a score: the checks of one probability column, without a decision column in the way.
+SCORE_ONLY = ModelContract.from_mapping(
+    {
+        "model": {
+            "name": "m",
+            "task": "binary_classification",
+            "label": "delayed",
+            "outputs": {"score": "delay_probability"},
+        },
+        "gate": {"metrics": {"roc_auc": {"threshold": 0.5}}},
+    }
+)
 REGRESSION = ModelContract.from_mapping(contracts.REGRESSION)
 MULTICLASS = ModelContract.from_mapping(contracts.MULTICLASS)
 
@@ -92,6 +104,42 @@ def test_output_that_breaks_the_contract_is_named(
     with pytest.raises(UnscorableModelError) as caught:
         checked_outputs(contract, output, 2)
     assert message in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("output", "problem"),
+    [
+        (np.array([0.1, 0.2, 0.3]), "predict returned ndarray of shape (3,), not a table"),
+        ([0.1, 0.2, 0.3], "predict returned list, not a table with the columns ['delay_probability']"),
+        (pd.DataFrame({"score": [0.1, 0.2, 0.3]}), "no 'delay_probability' column (columns: ['score'])"),
+        (pd.DataFrame({"delay_probability": [0.1, 0.2]}), "predict returned 2 rows for 3 input rows"),
+        (
+            pd.DataFrame([[0.1, 0.2]] * 3, columns=["delay_probability"] * 2),
+            "2 columns named 'delay_probability'",
+        ),
+        (pd.DataFrame({"delay_probability": ["0.1", "high", "0.3"]}), "is not numeric (e.g. 'high')"),
+        (pd.DataFrame({"delay_probability": [True, False, True]}), "is not numeric (e.g. 'True')"),
+        (pd.DataFrame({"delay_probability": [0.1, None, 0.3]}), "is NaN or infinite in 1 of 3 rows"),
+        (
+            pd.DataFrame({"delay_probability": [0.1, math.inf, 0.3]}),
+            "is NaN or infinite in 1 of 3 rows (e.g. inf)",
+        ),
+        (
+            pd.DataFrame({"delay_probability": [-0.5, 0.5, 1.5]}),
+            "is outside [0, 1] in 2 of 3 rows (min -0.5, max 1.5)",
+        ),
+    ],
+)
+def test_unusable_binary_output_is_named(output: object, problem: str) -> None:
+    with pytest.raises(UnscorableModelError) as caught:
+        checked_outputs(SCORE_ONLY, output, 3)
+    assert problem in str(caught.value)
+
+
+def test_usable_output_gives_the_probabilities_as_floats() -> None:
+    frame = pd.DataFrame({"delay_probability": [0, 1, 0.25], "delayed": [0, 1, 0]})
+    out = checked_outputs(SCORE_ONLY, frame, 3)["delay_probability"]
+    assert out.tolist() == [0.0, 1.0, 0.25] and out.dtype == float
 
 
 def test_a_regression_score_may_be_any_finite_number() -> None:

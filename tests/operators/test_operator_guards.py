@@ -20,7 +20,9 @@ def _context(run_type: str, user: str | None = "alice") -> dict:
 
 
 def test_backfill_runs_never_promote() -> None:
-    op = PromoteModelOperator(task_id="promote", mlflow_conn_id="connection_that_does_not_exist")
+    op = PromoteModelOperator(
+        task_id="promote", model_name="m", mlflow_conn_id="connection_that_does_not_exist"
+    )
     with pytest.raises(AirflowSkipException, match="backfill runs never promote"):
         op.execute(_context("backfill"))
 
@@ -28,7 +30,7 @@ def test_backfill_runs_never_promote() -> None:
 @pytest.mark.parametrize("kwargs", [{"gate_task_id": None}, {"gate_task_id": "model_gate", "version": "3"}])
 def test_promote_needs_exactly_one_source_of_the_version(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="exactly one of gate_task_id and version"):
-        PromoteModelOperator(task_id="promote", **kwargs)
+        PromoteModelOperator(task_id="promote", model_name="m", **kwargs)
 
 
 def test_audit_identity_names_user_and_task_and_survives_retries() -> None:

@@ -98,10 +98,15 @@ GATE_REASONS = {
     "corrupt_file": "does not load: MlflowException: Failed to run user code",
     "missing_file": 'does not load: MlflowException: Could not find an "MLmodel" configuration file',
     "raise_on_predict": "raised on predict: RuntimeError: this model version is broken at prediction time",
-    "wrong_columns": "predict returned no 'delay_probability' column (columns: ['score', 'label'])",
+    "wrong_columns": (
+        "predict returned no 'delay_probability', 'delayed' column (columns: ['score', 'label'])"
+    ),
+    # The contract's decision column is an output too: a version without it breaks its contract.
+    "no_label_column": "predict returned no 'delayed' column (columns: ['delay_probability'])",
     "too_few_rows": "predict returned 299 rows for 300 input rows",
     "flat_array": (
-        "predict returned ndarray of shape (300,), not a table with the columns ['delay_probability']"
+        "predict returned ndarray of shape (300,), not a table with the columns "
+        "['delay_probability', 'delayed']"
     ),
     "out_of_range": "'delay_probability' is outside [0, 1] in 190 of 300 rows (min -0.85, max 1.85)",
     "nan": "'delay_probability' is NaN or infinite in 43 of 300 rows (e.g. nan)",
@@ -190,7 +195,7 @@ INFRA_PROBLEMS = {
     "corrupt_file": "failed to load at startup",
     "wrong_columns": "output lacks the column(s) 'delay_probability', 'delayed' the model must return "
     "(returned: ['label', 'score'])",
-    "out_of_range": "row 0: delay_probability -0.85 is not a probability in [0, 1]",
+    "out_of_range": "rows 0..9: 'delay_probability' is outside [0, 1] in",
     "raise_on_predict": "HTTP 5",
 }
 
@@ -228,18 +233,31 @@ def test_a_load_error_ends_infra_validation_in_seconds_with_the_error(
     assert report.requests == 0 and seconds < 60, seconds
 
 
-def test_output_columns_come_from_the_signature_else_the_defaults(
+def test_output_columns_come_from_the_versions_contract_not_its_signature(
     candidates: Candidates, mlflow_uri: str, tmp_path: Path
 ) -> None:
-    assert infra.output_columns(f"models:/{candidates.sane}/1") == ["delay_probability", "delayed"]
-    assert infra.output_columns(f"models:/{candidates.unsigned}/1") == ["delay_probability", "delayed"]
-    signed = f"models:/{candidates.names['no_label_column']}/1"
-    assert infra.output_columns(signed) == ["delay_probability", "delayed"]
+    """A version without an output signature is held to its contract all the same."""
+    for name in (candidates.sane, candidates.unsigned, candidates.names["no_label_column"]):
+        contract = infra.contract_of(f"models:/{name}/1")
+        assert contract.outputs.required == ["delay_probability", "delayed"]
     report, _ = _validate(f"models:/{candidates.unsigned}/1", mlflow_uri, tmp_path)
     assert report.problems == [
         "rows 0..9: output lacks the column(s) 'delayed' the model must return "
         "(returned: ['delay_probability'])"
     ]
+
+
+def test_infra_validation_needs_a_registered_version_with_a_contract(
+    candidates: Candidates, client: MlflowClient, mlflow_uri: str
+) -> None:
+    run_id = client.get_model_version(candidates.sane, "1").run_id
+    with pytest.raises(infra.InfraValidationError, match="is not a registered version"):
+        infra.sample_rows(f"runs:/{run_id}/model", mlflow_uri, 5)
+    bare = f"no-contract-{uuid.uuid4().hex[:6]}"
+    copy = client.copy_model_version(f"models:/{candidates.sane}/1", bare)
+    client.delete_model_version_tag(bare, copy.version, "conveyor.contract")
+    with pytest.raises(infra.InfraValidationError, match=f"{bare} v1 has no conveyor.contract tag"):
+        infra.sample_rows(f"models:/{bare}/1", mlflow_uri, 5)
 
 
 def test_the_sane_model_passes_infra_validation(

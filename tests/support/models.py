@@ -16,6 +16,15 @@ import pandas as pd
 
 PROJECT = Path(__file__).resolve().parents[2] / "kedro_project"
 
+
+def flight_contract(name: str) -> Any:
+    """The demo project's own contract, for a test model registered under ``name``."""
+    import dataclasses
+
+    from conveyor.core.contract import ModelContract
+
+    return dataclasses.replace(ModelContract.from_file(PROJECT / "conf" / "base" / "conveyor.yml"), name=name)
+
 # February, not January: January's held-out tail (Jan 27-31) is barely predictable from these
 # features (ROC AUC 0.59-0.63 for real labels, 0.38-0.64 for shuffled ones, so "shuffled" was
 # not reliably worse). On February real labels give ~0.75 and shuffled ones <= 0.49.
@@ -112,7 +121,7 @@ def register_flight_model(
             params_hash=params_hash({**params, "max_rows": max_rows, "shuffle_labels": shuffle_labels}),
             partition=",".join(months),
         )
-        return tracking.register_candidate(model_info, name, alias, tags)
+        return tracking.register_candidate(model_info, flight_contract(name), alias, tags)
 
 
 ADVERSARIAL_CODE = Path(__file__).with_name("adversarial_model.py")
@@ -166,7 +175,7 @@ def register_adversarial_model(
             # Declared, so logging skips MLflow's requirement inference (a subprocess per model).
             pip_requirements=["mlflow", "numpy", "pandas"],
         )
-        return tracking.register_candidate(info, name, alias, {"conveyor.test.fault": fault})
+        return tracking.register_candidate(info, flight_contract(name), alias, {"conveyor.test.fault": fault})
 
 
 def model_files(artifact_root: Path, tracking_uri: str, name: str, version: str) -> Path:

@@ -110,6 +110,7 @@ class MlflowTrackingHook:
     def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
         import mlflow
 
+        from conveyor.core.contract import CONTRACT_FILE, ModelContract
         from conveyor.core.lineage import lineage_tags
         from flight_delays import tracking
 
@@ -131,9 +132,8 @@ class MlflowTrackingHook:
                 partition=lineage["partition"],
             )
             registry = self._params["registry"]
-            version = tracking.register_candidate(
-                self._logged["model"], registry["model_name"], registry["alias"], tags
-            )
+            contract = ModelContract.from_file(self._project_path / "conf" / "base" / CONTRACT_FILE)
+            version = tracking.register_candidate(self._logged["model"], contract, registry["alias"], tags)
             mlflow.set_tag("conveyor.model_version", version.version)
             logger.info(
                 "Registered %s version %s with alias %r (models:/%s@%s)",

@@ -16,6 +16,7 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.models.model import ModelInfo
 
+from conveyor.core.contract import ModelContract
 from conveyor.core.tracking import log_frame, register_version
 from flight_delays.schema import FEATURES, LABEL
 
@@ -63,7 +64,10 @@ def log_evaluation(scores: Mapping[str, float], roc_figure: Any = None, confusio
         mlflow.log_figure(confusion_figure, CONFUSION_MATRIX)
 
 
-def register_candidate(model_info: ModelInfo, name: str, alias: str, tags: Mapping[str, str]) -> ModelVersion:
-    """A new registry version with lineage tags (also set on the run) and ``alias`` pointing at it."""
+def register_candidate(
+    model_info: ModelInfo, contract: ModelContract, alias: str, tags: Mapping[str, str]
+) -> ModelVersion:
+    """A new version of ``contract.name`` with its contract and lineage tags (the lineage also on
+    the run), and ``alias`` pointing at it."""
     mlflow.set_tags(dict(tags))
-    return register_version(model_info.model_uri, name, alias=alias, tags=tags)
+    return register_version(model_info.model_uri, contract.name, alias=alias, tags=tags, contract=contract)

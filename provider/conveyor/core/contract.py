@@ -26,6 +26,10 @@ TASKS: tuple[str, ...] = get_args(TaskType)
 
 CONTRACT_TAG = "conveyor.contract"
 CONTRACT_FILE = "conveyor.yml"
+# Top-level sections of conveyor.yml that describe the project rather than the model: the Kedro
+# plugin reads ``kedro``, the DAG factory ``airflow``. Kept as they are in ``extra``, validated by
+# their owners, and never stored with a version.
+PROJECT_SECTIONS: tuple[str, ...] = ("kedro", "airflow")
 # MLflow keeps at most 5000 characters in a model version tag's value.
 MAX_TAG_CHARS = 5000
 
@@ -167,12 +171,12 @@ class ModelContract:
 
     @classmethod
     def from_mapping(
-        cls, data: Any, source: str = CONTRACT_FILE, extra_sections: tuple[str, ...] = ()
+        cls, data: Any, source: str = CONTRACT_FILE, extra_sections: tuple[str, ...] = PROJECT_SECTIONS
     ) -> ModelContract:
         """Validate ``data`` (the parsed ``conveyor.yml``).
 
-        ``extra_sections`` are top-level keys another part owns (the Kedro plugin's ``kedro``
-        section): kept as they are, not validated here.
+        ``extra_sections`` are top-level keys another part owns (``PROJECT_SECTIONS``): kept as
+        they are in ``extra``, not validated here.
         """
         top = _section(
             data, "", {"model", "gate", "canary", *extra_sections}, source, required={"model", "gate"}
@@ -209,7 +213,7 @@ class ModelContract:
         return cls(name, task, label, outputs, rules, canary, classes, extra)  # type: ignore[arg-type]
 
     @classmethod
-    def from_file(cls, path: str | Path, extra_sections: tuple[str, ...] = ()) -> ModelContract:
+    def from_file(cls, path: str | Path, extra_sections: tuple[str, ...] = PROJECT_SECTIONS) -> ModelContract:
         import yaml
 
         path = Path(path)
@@ -222,6 +226,30 @@ class ModelContract:
         except yaml.YAMLError as exc:
             raise ContractError(f"{path}: not valid YAML: {exc}") from None
         return cls.from_mapping(data, source=str(path), extra_sections=extra_sections)
+
+
+class MissingContractError(ContractError):
+    """A registered version carries no contract, so no generic part can tell how to read it."""
+
+
+def version_contract(client: Any, name: str, version: str | int) -> ModelContract:
+    """The contract stored with ``name`` v``version`` (its ``conveyor.contract`` tag).
+
+    There is deliberately no fallback: guessing columns for a version registered without a
+    contract would score, serve or monitor it under some other model's rules.
+    """
+    tags = client.get_model_version(name, str(version)).tags
+    text = tags.get(CONTRACT_TAG)
+    if not text:
+        raise MissingContractError(
+            f"{name} v{version} has no {CONTRACT_TAG} tag: it was registered without a model contract. "
+            "Register it through the Conveyor Kedro plugin (it reads conf/base/conveyor.yml) or pass "
+            "contract= to conveyor.core.tracking.register_version"
+        )
+    try:
+        return ModelContract.from_tag(text)
+    except ContractError as exc:
+        raise ContractError(f"{name} v{version}: {exc}") from None
 
 
 def _where(path: str, source: str) -> str:

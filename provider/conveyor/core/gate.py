@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from conveyor.core.contract import METRICS, ModelContract
-from conveyor.core.scoring import UnscorableModelError, binary_metrics, checked_outputs
+from conveyor.core.contract import METRICS, ContractError, ModelContract, version_contract
+from conveyor.core.scoring import UnscorableModelError, checked_outputs, score_outputs
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,27 +37,11 @@ STATUS_TAG = "conveyor.gate.status"
 REASON_TAG = "conveyor.gate.reason"
 GATE_ID_TAG = "conveyor.gate.id"
 BASELINE_TAG = "conveyor.gate.baseline_version"
-LABEL_COLUMN = "delayed"
-SCORE_COLUMN = "delay_probability"
 # The reason of a rejected candidate that could not be scored starts with this.
 UNSCORABLE = "candidate cannot be scored"
 
-# Direction of the metrics the binary scoring computes; a rule may name others if it says which
-# way is better. (The gate reads the version's contract for its task in the next step.)
-HIGHER_IS_BETTER: dict[str, bool] = METRICS["binary_classification"]
-# Until the gate reads each version's contract: the score column of the bundled project.
-_SCORE_ONLY = ModelContract.from_mapping(
-    {
-        "model": {
-            "name": "gate",
-            "task": "binary_classification",
-            "label": LABEL_COLUMN,
-            "outputs": {"score": SCORE_COLUMN},
-        },
-        "gate": {"metrics": {"roc_auc": {"tolerance": 0}}},
-    },
-    source="gate defaults",
-)
+# Direction of every metric some task's scoring computes (a name means the same in every task).
+HIGHER_IS_BETTER: dict[str, bool] = {m: up for task in METRICS.values() for m, up in task.items()}
 
 # Float rounding must not turn "exactly at the tolerance" into a rejection (0.8 - 0.005 != 0.795).
 _EPS = 1e-12
@@ -99,6 +83,11 @@ class MetricRule:
             raise GateError(f"tolerance for {self.metric!r} must be >= 0, got {self.tolerance}")
         if self.threshold is not None and math.isnan(self.threshold):
             raise GateError(f"threshold for {self.metric!r} is NaN")
+
+
+def rules_from_contract(contract: ModelContract) -> list[MetricRule]:
+    """The rules ``conveyor.yml`` declares under ``gate.metrics``."""
+    return [MetricRule(r.metric, r.threshold, r.tolerance, r.higher_is_better) for r in contract.gate]
 
 
 def rules_from_mapping(spec: dict[str, dict[str, Any]]) -> list[MetricRule]:
@@ -374,15 +363,6 @@ def unscorable(
     )
 
 
-def probabilities_from(predictions: Any, rows: int) -> pd.Series:
-    """The score column of a model's output, checked to be one probability in [0, 1] per row.
-
-    Raises ``UnscorableModelError`` naming what is wrong: metrics computed on such output would
-    be garbage or an exception, and either would hide the real problem.
-    """
-    return checked_outputs(_SCORE_ONLY, predictions, rows)[SCORE_COLUMN]
-
-
 @contextmanager
 def downloaded_version(client: MlflowClient, name: str, version: str) -> Iterator[str]:
     """A private local copy of one registered version's files, removed when the block ends.
@@ -414,16 +394,18 @@ def load_version_model(client: MlflowClient, name: str, version: str) -> Any:
         return mlflow.pyfunc.load_model(local)
 
 
-def score_version(client: MlflowClient, name: str, version: str, frame: pd.DataFrame) -> dict[str, float]:
-    """Score one registered version on ``frame`` (features + ``delayed``).
+def score_version(
+    client: MlflowClient, name: str, version: str, frame: pd.DataFrame, contract: ModelContract
+) -> dict[str, float]:
+    """Score one registered version on ``frame`` (features + the contract's label) with the
+    metrics of the contract's task, its outputs checked against the contract.
 
     ``UnscorableModelError`` when the version does not load, its ``predict`` raises or its output
-    is unusable; download and server errors propagate as they are.
+    breaks the contract; download and server errors propagate as they are.
     """
-    if LABEL_COLUMN not in frame.columns:
-        raise GateError(
-            f"evaluation set has no label column {LABEL_COLUMN!r} (columns: {list(frame.columns)})"
-        )
+    label = contract.label
+    if label not in frame.columns:
+        raise GateError(f"evaluation set has no label column {label!r} (columns: {list(frame.columns)})")
     import mlflow
 
     with downloaded_version(client, name, version) as local:
@@ -433,14 +415,14 @@ def score_version(client: MlflowClient, name: str, version: str, frame: pd.DataF
             raise UnscorableModelError(f"{name} v{version} does not load: {_error(exc)}") from exc
         _check_inputs(model, frame, f"{name} v{version}")
         try:
-            predictions = model.predict(frame.drop(columns=[LABEL_COLUMN]))
+            predictions = model.predict(frame.drop(columns=[label]))
         except Exception as exc:
             raise UnscorableModelError(f"{name} v{version} raised on predict: {_error(exc)}") from exc
     try:
-        probabilities = probabilities_from(predictions, len(frame))
+        outputs = checked_outputs(contract, predictions, len(frame))
     except UnscorableModelError as exc:
         raise UnscorableModelError(f"{name} v{version}: {exc}") from None
-    return binary_metrics(frame[LABEL_COLUMN], probabilities)
+    return score_outputs(contract, frame[label], outputs)
 
 
 def _check_inputs(model: Any, frame: pd.DataFrame, which: str) -> None:
@@ -491,10 +473,27 @@ def resolve_version(client: MlflowClient, name: str, ref: str) -> str | None:
         raise
 
 
+def _contract(client: MlflowClient, name: str, version: str) -> ModelContract:
+    try:
+        return version_contract(client, name, version)
+    except ContractError as exc:
+        raise GateError(str(exc)) from None
+
+
+def _fits(rules: list[MetricRule], contract: ModelContract, version: str) -> None:
+    computed = METRICS[contract.task]
+    misfit = [r.metric for r in rules if r.metric not in computed]
+    if misfit:
+        raise GateError(
+            f"{contract.name} v{version} is a {contract.task} model; the gate computes "
+            f"{', '.join(computed)} for it, not {', '.join(misfit)}"
+        )
+
+
 def run_gate(
     client: MlflowClient,
     name: str,
-    rules: list[MetricRule],
+    rules: list[MetricRule] | None = None,
     *,
     candidate: str = "challenger",
     baseline: str = "champion",
@@ -506,8 +505,11 @@ def run_gate(
 ) -> GateDecision:
     """Score candidate and champion on one eval set, decide, and record the decision in MLflow.
 
-    ``candidate``/``baseline`` are versions or aliases. The eval set defaults to the one the
-    candidate's training run logged at ``evaluation/eval_set.parquet``.
+    ``candidate``/``baseline`` are versions or aliases. Each version is scored under its own
+    contract (``conveyor.contract`` tag: outputs, task); ``rules`` default to the candidate's
+    ``gate.metrics``, and candidate and champion must share a task and a label to be compared.
+    The eval set defaults to the one the candidate's training run logged at
+    ``evaluation/eval_set.parquet``.
 
     A candidate that cannot be scored (does not load, raises on predict, answers with missing
     columns, the wrong number of rows, NaN or values outside [0, 1]) is *rejected* and recorded
@@ -517,12 +519,24 @@ def run_gate(
     it unchecked would skip non-inferiority; fix or roll back the champion, or name another
     ``baseline``.
     """
-    _check_request(rules, no_champion, force_reason)
     candidate_version = resolve_version(client, name, candidate)
     if candidate_version is None:
         raise GateError(f"registered model {name!r} has no version for candidate {candidate!r}")
+    contract = _contract(client, name, candidate_version)
+    rules = rules_from_contract(contract) if rules is None else rules
+    _check_request(rules, no_champion, force_reason)
+    _fits(rules, contract, candidate_version)
     run_id = client.get_model_version(name, candidate_version).run_id
     baseline_version = resolve_version(client, name, baseline)
+    baseline_contract = None
+    if baseline_version is not None:
+        baseline_contract = _contract(client, name, baseline_version)
+        if (baseline_contract.task, baseline_contract.label) != (contract.task, contract.label):
+            raise GateError(
+                f"{name} v{candidate_version} ({contract.task}, label {contract.label!r}) cannot be "
+                f"compared with the champion v{baseline_version} ({baseline_contract.task}, label "
+                f"{baseline_contract.label!r}); pass another baseline"
+            )
     if eval_set is None:
         if not run_id:
             raise GateError(f"{name} v{candidate_version} has no source run to take the eval set from")
@@ -543,16 +557,16 @@ def run_gate(
     }
     _say(log, "scoring %s v%s on %d rows", name, candidate_version, len(eval_set))
     try:
-        candidate_metrics = score_version(client, name, candidate_version, eval_set)
+        candidate_metrics = score_version(client, name, candidate_version, eval_set, contract)
     except UnscorableModelError as exc:
         decision = unscorable(str(exc), rules, **about)
         record_decision(client, decision)
         return decision
     baseline_metrics = None
-    if baseline_version is not None:
+    if baseline_version is not None and baseline_contract is not None:
         _say(log, "scoring champion %s v%s on the same rows", name, baseline_version)
         try:
-            baseline_metrics = score_version(client, name, baseline_version, eval_set)
+            baseline_metrics = score_version(client, name, baseline_version, eval_set, baseline_contract)
         except UnscorableModelError as exc:
             raise GateError(
                 f"the champion ({baseline!r}) cannot be scored, so {name} v{candidate_version} was not "

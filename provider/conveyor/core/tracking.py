@@ -14,6 +14,8 @@ from typing import Any
 
 import pandas as pd
 
+from conveyor.core.contract import CONTRACT_TAG, ContractError, ModelContract
+
 MAX_PARAM_LENGTH = 6000  # MLflow rejects longer parameter values
 
 
@@ -42,17 +44,30 @@ def log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
 
 
 def register_version(
-    model_uri: str, name: str, *, alias: str, tags: Mapping[str, str], timeout_s: int = 300
+    model_uri: str,
+    name: str,
+    *,
+    alias: str,
+    tags: Mapping[str, str],
+    contract: ModelContract,
+    timeout_s: int = 300,
 ) -> Any:
     """Register ``model_uri`` as a new version of ``name``, tag it and point ``alias`` at it.
 
-    Returns the ``ModelVersion``. The alias moves only after registration and tagging succeeded,
-    so ``models:/name@alias`` never resolves to a half-described version.
+    The version carries ``contract`` as its ``conveyor.contract`` tag: the gate, the gateway and
+    monitoring read how to handle a version from the version itself. Returns the ``ModelVersion``.
+    The alias moves only after registration and tagging succeeded, so ``models:/name@alias``
+    never resolves to a half-described version.
     """
     import mlflow
     from mlflow import MlflowClient
 
-    version = mlflow.register_model(model_uri, name, await_registration_for=timeout_s, tags=dict(tags))
+    if contract.name != name:
+        raise ContractError(
+            f"the contract is for model {contract.name!r} but the version is being registered as {name!r}"
+        )
+    tags = {**tags, CONTRACT_TAG: contract.to_tag()}
+    version = mlflow.register_model(model_uri, name, await_registration_for=timeout_s, tags=tags)
     client = MlflowClient()
     client.set_registered_model_alias(name, alias, version.version)
     return client.get_model_version(name, version.version)

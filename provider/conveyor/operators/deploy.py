@@ -23,11 +23,10 @@ class InfraValidateOperator(BaseOperator):
 
     Not servable: it does not load (the task fails seconds after the sandbox tried, with the
     gateway's load error in the message), an answer is not 200, lacks a prediction per row or a
-    column the model must return (its output signature, else ``delay_probability`` and
-    ``delayed``), holds a non-finite value or a probability outside [0, 1], or the median latency
-    exceeds ``max_latency_s``.
+    output column of the version's contract, holds a value the gate would refuse (non-finite, a
+    probability outside [0, 1], an unknown class), or the median latency exceeds ``max_latency_s``.
 
-    :param model_uri: e.g. ``models:/flight_delays@challenger`` (templated).
+    :param model_uri: e.g. ``models:/my_model@challenger`` (templated).
     :param sample_rows: rows from the version's evaluation set (or input example) to send.
     :param max_latency_s: bound on the median request latency.
     :param load_timeout_s: how long a load that neither succeeds nor fails may take.
@@ -40,7 +39,7 @@ class InfraValidateOperator(BaseOperator):
     def __init__(
         self,
         *,
-        model_uri: str = "models:/flight_delays@challenger",
+        model_uri: str,
         sample_rows: int = 50,
         max_latency_s: float = 1.0,
         load_timeout_s: float = 300.0,
@@ -104,8 +103,8 @@ class DeployModelOperator(BaseOperator):
     def __init__(
         self,
         *,
-        deployment: str = "flights",
-        model_uri: str = "models:/flight_delays@challenger",
+        deployment: str,
+        model_uri: str,
         strategy: str = "canary",
         steps: list[int] | tuple[int, ...] = (10, 50, 100),
         analysis: dict[str, Any] | None = None,
@@ -222,9 +221,9 @@ class RollbackDeploymentOperator(BaseOperator):
     def __init__(
         self,
         *,
-        deployment: str = "flights",
+        deployment: str,
         model_uri: str | None = None,
-        registry_model: str | None = "flight_delays",
+        registry_model: str | None,
         alias: str = "champion",
         reason: str = "rollback of the deployment",
         gateway_conn_id: str = "conveyor_gateway_default",

@@ -20,14 +20,14 @@ class ModelGateOperator(BaseOperator):
     that are not the candidate's (bad rules, no eval set, MLflow down, a champion that cannot be
     scored) raise, so the task fails and its retries apply.
 
+    :param model_name: registered model (templated).
     :param rules: per metric ``{"threshold": float, "tolerance": float, "higher_is_better": bool}``
         (templated; a dict or its JSON). ``threshold`` is absolute, ``tolerance`` the
         non-inferiority margin against the champion (``{"roc_auc": {"tolerance": 0.005}}`` means
-        AUC >= champion - 0.005).
-    :param model_name: registered model (templated).
+        AUC >= champion - 0.005). Default: the ``gate.metrics`` of the candidate's contract.
     :param candidate: version or alias of the candidate (templated), default ``challenger``.
     :param baseline: version or alias to compare against (templated), default ``champion``.
-    :param eval_set_path: a parquet file with features + ``delayed`` (templated); by default the
+    :param eval_set_path: a parquet file with features + the contract's label (templated); by default the
         ``evaluation/eval_set.parquet`` the candidate's training run logged.
     :param no_champion: ``absolute_only`` (first model: thresholds only, recorded as such) or ``reject``.
     :param force_reason: non-empty → the gate passes as ``forced`` whatever the metrics say, and the
@@ -47,8 +47,8 @@ class ModelGateOperator(BaseOperator):
     def __init__(
         self,
         *,
-        rules: dict[str, dict[str, Any]] | str,
-        model_name: str = "flight_delays",
+        model_name: str,
+        rules: dict[str, dict[str, Any]] | str | None = None,
         candidate: str = "challenger",
         baseline: str = "champion",
         eval_set_path: str | None = None,
@@ -75,7 +75,9 @@ class ModelGateOperator(BaseOperator):
 
         hook = MlflowHook(self.mlflow_conn_id)
         client = hook.get_conn()
-        rules = rules_from_mapping(json.loads(self.rules) if isinstance(self.rules, str) else self.rules)
+        rules = None
+        if self.rules:
+            rules = rules_from_mapping(json.loads(self.rules) if isinstance(self.rules, str) else self.rules)
         eval_set = None
         if self.eval_set_path:
             import pandas as pd

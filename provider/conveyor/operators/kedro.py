@@ -44,7 +44,7 @@ class KedroRunOperator(BaseOperator):
         project's own configuration.
     :param scratch_data: give the run a private temporary ``data_root`` (removed afterwards), so
         runs of the same DAG can train at the same time; the project's catalog must read
-        ``${runtime_params:data_root, ...}`` as the flight_delays project does.
+        ``${runtime_params:data_root, ...}`` (as the example project in the repository does).
     """
 
     template_fields = (

@@ -35,7 +35,7 @@ class PromoteModelOperator(BaseOperator):
     def __init__(
         self,
         *,
-        model_name: str = "flight_delays",
+        model_name: str,
         gate_task_id: str | None = "model_gate",
         version: str | None = None,
         reason: str | None = None,
@@ -115,7 +115,7 @@ class RollbackModelOperator(BaseOperator):
         self,
         *,
         reason: str,
-        model_name: str = "flight_delays",
+        model_name: str,
         alias: str = "champion",
         mlflow_conn_id: str = "mlflow_default",
         **kwargs: Any,

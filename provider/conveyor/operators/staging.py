@@ -26,7 +26,7 @@ class StageModelOperator(BaseOperator):
     approval on the strength of the sandboxed infra validation alone.
 
     :param deployment: gateway deployment (templated).
-    :param model_uri: version to stage (templated), e.g. ``models:/flight_delays/7``.
+    :param model_uri: version to stage (templated), e.g. ``models:/my_model/7``.
     :param gateway_conn_id: connection of type ``conveyor_gateway``.
     """
 
@@ -36,8 +36,8 @@ class StageModelOperator(BaseOperator):
     def __init__(
         self,
         *,
-        deployment: str = "flights",
-        model_uri: str = "models:/flight_delays@challenger",
+        deployment: str,
+        model_uri: str,
         gateway_conn_id: str = "conveyor_gateway_default",
         **kwargs: Any,
     ) -> None:
@@ -76,10 +76,9 @@ class SmokeTestOperator(BaseOperator):
 
     Each request must be answered with HTTP 200 **by the staging slot and the expected version**
     (the gateway lets stable answer when a staging version raises, so a 200 alone proves nothing),
-    with one prediction per row carrying every column the model must return (its output
-    signature, else ``delay_probability`` and ``delayed``), finite outputs and probabilities in
-    [0, 1]. The rows are the version's own held-out evaluation rows (or its input example), as in
-    infra validation.
+    with one prediction per row carrying every output column of the version's contract, and
+    values the gate would accept (finite, probabilities in [0, 1], known classes). The rows are
+    the version's own held-out evaluation rows (or its input example), as in infra validation.
 
     :param deployment: gateway deployment (templated).
     :param model_uri: the staged version (templated); its version number is what must answer.
@@ -93,8 +92,8 @@ class SmokeTestOperator(BaseOperator):
     def __init__(
         self,
         *,
-        deployment: str = "flights",
-        model_uri: str = "models:/flight_delays@challenger",
+        deployment: str,
+        model_uri: str,
         sample_rows: int = 40,
         batch_size: int = 10,
         gateway_conn_id: str = "conveyor_gateway_default",
@@ -122,7 +121,7 @@ class SmokeTestOperator(BaseOperator):
         mlflow.set_tracking_uri(hook.tracking_uri)
         _, expected, resolved = resolve(self.model_uri)
         rows = infra.sample_rows(self.model_uri, hook.tracking_uri, self.sample_rows)
-        columns = infra.output_columns(resolved)
+        contract = infra.contract_of(resolved)
         problems: list[str] = []
         with GatewayHook(self.gateway_conn_id).get_conn() as client:
             for start in range(0, len(rows), self.batch_size):
@@ -141,7 +140,7 @@ class SmokeTestOperator(BaseOperator):
                         "(the staged version failed or is not loaded)"
                     )
                     break
-                answer = infra.output_problems(response.json()["predictions"], start, len(batch), columns)
+                answer = infra.output_problems(response.json()["predictions"], start, len(batch), contract)
                 problems.extend(answer)
                 if answer:  # the first wrong answer says it; more rows would repeat it
                     break

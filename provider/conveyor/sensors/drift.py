@@ -59,7 +59,7 @@ class _InferenceLogSensor(BaseSensorOperator):
         self,
         *,
         inference_log_url: str,
-        model_name: str = "flight_delays",
+        model_name: str,
         model_version: str = "champion",
         window_hours: float = 24.0,
         window_end: str | None = None,
@@ -323,7 +323,7 @@ class DataDriftSensor(_InferenceLogSensor):
 
 
 class PredictionDriftSensor(DataDriftSensor):
-    """Label-free concept-drift signal: the distribution of ``delay_probability`` against the
+    """Label-free concept-drift signal: the distribution of the contract's score column against the
     version's own predictions on its reference sample (a shift with stable inputs points at the
     relation between features and target, or at the model itself)."""
 

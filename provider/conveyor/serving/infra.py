@@ -17,15 +17,16 @@ import math
 import statistics
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from conveyor.core.contract import ContractError, ModelContract, version_contract
+from conveyor.core.scoring import UnscorableModelError, checked_outputs
 from conveyor.local.gateway import GatewayServer
-from conveyor.serving.models import LABEL_COLUMN, SCORE_COLUMN, resolve
+from conveyor.serving.models import resolve
 
 SAMPLE_ARTIFACT = "evaluation/eval_set.parquet"
 
@@ -53,14 +54,38 @@ class InfraReport:
         return {**asdict(self), "passed": self.passed}
 
 
+def contract_of(model_uri: str) -> ModelContract:
+    """The contract of the registered version ``model_uri`` names: what its answers must carry.
+
+    Only registered versions carry one, so only they can be validated; the tracking URI must be
+    set already.
+    """
+    from mlflow import MlflowClient
+
+    name, version, _ = resolve(model_uri)
+    if not name:
+        raise InfraValidationError(
+            f"{model_uri} is not a registered version (models:/<name>/<version> or models:/<name>@<alias>): "
+            "only a registered version carries the contract that says what it must return"
+        )
+    try:
+        return version_contract(MlflowClient(), name, version)
+    except ContractError as exc:
+        raise InfraValidationError(str(exc)) from None
+
+
 def sample_rows(model_uri: str, tracking_uri: str, count: int) -> list[dict[str, Any]]:
-    """Real rows: the held-out evaluation set logged with the version's run, else its input example."""
+    """Real rows: the held-out evaluation set logged with the version's run, else its input example.
+
+    The contract's label is dropped: the truth is never sent to the model.
+    """
     import mlflow
     import pandas as pd
     from mlflow import MlflowClient
 
     mlflow.set_tracking_uri(tracking_uri)
     name, version, resolved = resolve(model_uri)
+    label = contract_of(model_uri).label
     frame = None
     if name:
         run_id = MlflowClient().get_model_version(name, version).run_id
@@ -83,25 +108,11 @@ def sample_rows(model_uri: str, tracking_uri: str, count: int) -> list[dict[str,
             ) from exc
     if not isinstance(frame, pd.DataFrame) or frame.empty:
         raise InfraValidationError(f"{model_uri} has neither an evaluation set nor an input example to send")
-    frame = frame.drop(columns=[LABEL_COLUMN], errors="ignore").head(count)
+    frame = frame.drop(columns=[label], errors="ignore").head(count)
     return [
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
         for row in json.loads(frame.to_json(orient="records"))
     ]
-
-
-def output_columns(model_uri: str) -> list[str]:
-    """The columns every answer of ``model_uri`` must carry.
-
-    The required outputs its signature names; without named outputs, the columns the gateway's
-    metrics, analysis and the gate read (``delay_probability``, ``delayed``).
-    """
-    import mlflow
-
-    schema = mlflow.models.Model.load(model_uri).get_output_schema()
-    if schema is not None and schema.has_input_names():
-        return [spec.name for spec in schema.inputs if spec.required]
-    return [SCORE_COLUMN, LABEL_COLUMN]
 
 
 def validate(
@@ -119,6 +130,7 @@ def validate(
 
     mlflow.set_tracking_uri(tracking_uri)
     report = InfraReport(model_uri)
+    contract = contract_of(model_uri)
     # The version, not an alias: what is validated is what the report names, however aliases move.
     _, _, resolved = resolve(model_uri)
     if workdir is None:  # the sandbox's log and inference log: nothing to keep once reported
@@ -142,7 +154,6 @@ def validate(
         return report
     try:
         report.load_seconds = round(time.perf_counter() - started, 2)
-        columns = output_columns(resolved)
         latencies = []
         with httpx.Client(base_url=server.url, timeout=max(30.0, 10 * max_latency_s)) as http:
             for i in range(0, len(rows), batch_size):
@@ -157,7 +168,7 @@ def validate(
                     )
                     break
                 report.model_version = response.headers.get("x-model-version")
-                problems = output_problems(response.json()["predictions"], i, len(batch), columns)
+                problems = output_problems(response.json()["predictions"], i, len(batch), contract)
                 report.problems.extend(problems)
                 report.rows += len(batch)
                 if problems:  # the first wrong answer says it; more rows would repeat it
@@ -173,34 +184,28 @@ def validate(
     return report
 
 
-def output_problems(predictions: Any, offset: int, rows: int, columns: Sequence[str]) -> list[str]:
-    """What is wrong with one answer to ``rows`` rows: its length, each required column it lacks
-    (by name), non-finite values and scores outside [0, 1]; at most 20 lines."""
+def output_problems(predictions: Any, offset: int, rows: int, contract: ModelContract) -> list[str]:
+    """What is wrong with one answer to ``rows`` rows, as served over HTTP: its length, each
+    output column of the contract it lacks (by name), then what the gate would refuse in those
+    columns (non-numeric, non-finite, probabilities outside [0, 1], unknown classes)."""
+    import pandas as pd
+
     where = f"rows {offset}..{offset + rows - 1}"
     if not isinstance(predictions, list):
         return [f"{where}: predictions are {type(predictions).__name__}, not one entry per row"]
-    problems = []
     if len(predictions) != rows:
-        problems.append(f"{where}: {len(predictions)} predictions for {rows} rows")
+        return [f"{where}: {len(predictions)} predictions for {rows} rows"]
+    columns = contract.outputs.required
     missing = [c for c in columns if not all(isinstance(p, dict) and c in p for p in predictions)]
     if missing:
         first = predictions[0] if predictions else None
         returned = sorted(first) if isinstance(first, dict) else f"a bare {type(first).__name__} per row"
-        problems.append(
+        return [
             f"{where}: output lacks the column(s) {', '.join(map(repr, missing))} the model must "
             f"return (returned: {returned})"
-        )
-    for j, prediction in enumerate(predictions):
-        values = prediction.values() if isinstance(prediction, dict) else [prediction]
-        for value in values:
-            if value is None or (isinstance(value, float) and not math.isfinite(value)):
-                problems.append(f"row {offset + j}: non-finite output {prediction}")
-                break
-        score = prediction.get(SCORE_COLUMN) if isinstance(prediction, dict) else None
-        if score is not None and not (_number(score) and 0.0 <= score <= 1.0):
-            problems.append(f"row {offset + j}: {SCORE_COLUMN} {score!r} is not a probability in [0, 1]")
-    return problems[:20]
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+        ]
+    try:
+        checked_outputs(contract, pd.DataFrame([{c: p[c] for c in columns} for p in predictions]), rows)
+    except UnscorableModelError as exc:
+        return [f"{where}: {exc}"]
+    return []
