@@ -89,7 +89,7 @@ with DAG(
     )
     performance = ModelPerformanceSensor(
         task_id="model_performance",
-        min_metrics={"roc_auc": "{{ params.min_roc_auc }}"},
+        thresholds={"roc_auc": "{{ params.min_roc_auc }}"},
         min_rows=200,
         **common,
     )

@@ -65,6 +65,15 @@ class ConveyorMagics(Magics):
         ) as exc:
             raise UsageError(str(exc)) from None
 
+    def _model_name(self, given: str | None, command: str) -> str:
+        name = given or self.settings.default_model
+        if not name:
+            raise UsageError(
+                f"which model? `%conveyor {command} <registered model>`, or set CONVEYOR_KEDRO_PROJECT to a "
+                "Kedro project whose conf/base/conveyor.yml names it"
+            )
+        return name
+
     def _run_view(self, af: Any, dag_id: str, run_id: str) -> RunView:
         run = af.get_dag_run(dag_id, run_id)
         tasks = af.task_instances(dag_id, run_id)
@@ -259,20 +268,20 @@ class ConveyorMagics(Magics):
         return None
 
     @magic_arguments(name="conveyor models")
-    @argument("name", nargs="?", default="flight_delays")
+    @argument("name", nargs="?", default=None, help="registered model (default: the Kedro project's)")
     def _models(self, args: Any, cell: str | None) -> ModelView:
-        """Versions, aliases, metrics, gate results and lineage; champion vs challenger."""
+        """Versions, aliases, metrics, gate results, lineage and contract; champion vs challenger."""
         s = self.settings
-        return ModelView(
-            self._call(lambda: registry.model_summary(s.mlflow_uri, args.name)), s.mlflow_link_base
-        )
+        name = self._model_name(args.name, "models")
+        return ModelView(self._call(lambda: registry.model_summary(s.mlflow_uri, name)), s.mlflow_link_base)
 
     @magic_arguments(name="conveyor drift")
-    @argument("name", nargs="?", default="flight_delays")
+    @argument("name", nargs="?", default=None, help="registered model (default: the Kedro project's)")
     def _drift(self, args: Any, cell: str | None) -> DriftView:
         """The latest drift report of a model, with its plots."""
         s = self.settings
-        summary = self._call(lambda: registry.drift_summary(s.mlflow_uri, args.name))
+        name = self._model_name(args.name, "drift")
+        summary = self._call(lambda: registry.drift_summary(s.mlflow_uri, name))
         plots = {
             path: base64.b64encode(
                 self._call(lambda p=path: registry.artifact_bytes(s.mlflow_uri, summary["run_id"], p))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from conveyor.core.contract import CONTRACT_TAG, METRICS, ContractError, ModelContract
+
 GATE_PREFIX = "conveyor.gate."
 LINEAGE_PREFIX = "conveyor."
 ALIASES = ("champion", "challenger")
@@ -85,8 +87,9 @@ def model_summary(tracking_uri: str, name: str, max_versions: int = 20) -> dict[
                 "lineage": {
                     k.removeprefix(LINEAGE_PREFIX): v
                     for k, v in tags.items()
-                    if k.startswith(LINEAGE_PREFIX) and not k.startswith(GATE_PREFIX)
+                    if k.startswith(LINEAGE_PREFIX) and not k.startswith(GATE_PREFIX) and k != CONTRACT_TAG
                 },
+                "contract": contract_summary(tags),
             }
         )
     return {
@@ -97,12 +100,35 @@ def model_summary(tracking_uri: str, name: str, max_versions: int = 20) -> dict[
     }
 
 
+def contract_summary(tags: dict[str, str]) -> dict[str, Any] | None:
+    """What a person needs from a version's contract to read its numbers; ``None`` without one,
+    ``{"error": ...}`` when the stored one does not parse."""
+    text = tags.get(CONTRACT_TAG)
+    if not text:
+        return None
+    try:
+        contract = ModelContract.from_tag(text)
+    except ContractError as exc:
+        return {"error": str(exc)}
+    return {
+        "task": contract.task,
+        "label": contract.label,
+        "score": contract.outputs.score,
+        "decision": contract.outputs.decision,
+        "gate": [rule.metric for rule in contract.gate],
+        "online_metric": contract.canary.online_metric,
+    }
+
+
 def compare_aliases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Champion vs challenger, metric by metric, as the promotion gate would see them."""
+    """Champion vs challenger, metric by metric, as the promotion gate would see them: with each
+    metric's direction for the challenger's task, so a falling RMSE reads as the good news it is."""
     by_alias = {alias: row for row in rows for alias in row["aliases"]}
     champion, challenger = by_alias.get("champion"), by_alias.get("challenger")
     if champion is None and challenger is None:
         return []
+    task = ((challenger or champion or {}).get("contract") or {}).get("task")
+    directions = METRICS.get(task, {}) if task else {}
     names = sorted(set((champion or {}).get("metrics", {})) | set((challenger or {}).get("metrics", {})))
     out = []
     for metric in names:
@@ -114,6 +140,7 @@ def compare_aliases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "champion": a,
                 "challenger": b,
                 "delta": None if a is None or b is None else b - a,
+                "higher_is_better": directions.get(metric),
             }
         )
     return out

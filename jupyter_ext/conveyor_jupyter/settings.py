@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 ENV_AIRFLOW_URL = "CONVEYOR_AIRFLOW_URL"
 ENV_AIRFLOW_USERNAME = "CONVEYOR_AIRFLOW_USERNAME"
@@ -47,6 +48,20 @@ class ConveyorSettings:
         return cls(**values)
 
     @property
+    def default_model(self) -> str | None:
+        """The model of the configured Kedro project (``model.name`` of its conveyor.yml), so the
+        magics need no name in a project's own notebooks; ``None`` when there is none to read."""
+        from conveyor.core.contract import CONTRACT_FILE, ContractError, ModelContract
+
+        if not self.kedro_project:
+            return None
+        path = Path(self.kedro_project) / "conf" / "base" / CONTRACT_FILE
+        try:
+            return ModelContract.from_file(path).name if path.is_file() else None
+        except ContractError:
+            return None
+
+    @property
     def mlflow_link_base(self) -> str:
         """The MLflow UI users click through to; the tracking server serves it unless told otherwise."""
         return (self.mlflow_ui_url or self.mlflow_uri).rstrip("/")
@@ -58,4 +73,5 @@ class ConveyorSettings:
             "username": self.username,
             "mlflow_uri": self.mlflow_link_base,
             "kedro_project": self.kedro_project,
+            "model_name": self.default_model or "",
         }

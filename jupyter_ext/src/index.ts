@@ -43,7 +43,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const trans = (translator ?? nullTranslator).load('conveyor');
     const serverSettings = app.serviceManager.serverSettings;
     let interval = 3000;
-    let modelName = 'flight_delays';
+    let modelName = '';
 
     rendermime.addFactory(rendererFactory(serverSettings, translator ?? nullTranslator, () => interval));
 

@@ -28,7 +28,7 @@ export class ConveyorPanel extends Widget {
     private readonly serverSettings: ServerConnection.ISettings = ServerConnection.makeSettings(),
     translator: ITranslator = nullTranslator,
     interval = 3000,
-    private readonly modelName = 'flight_delays'
+    private readonly modelName = ''
   ) {
     super();
     this.id = 'conveyor-panel';
@@ -117,12 +117,43 @@ export class ConveyorPanel extends Widget {
   private _show(tab: Tab): void {
     this._tab = tab;
     if (tab === 'models' && !this._modelsNode.childElementCount) {
-      void this._loadModels(this.modelName);
+      void this._withModel(this._modelsNode, name => this._loadModels(name));
     }
     if (tab === 'drift' && !this._driftNode.childElementCount) {
-      void this._loadDrift(this.modelName);
+      void this._withModel(this._driftNode, name => this._loadDrift(name));
     }
     this._draw();
+  }
+
+  /**
+   * The model the views show: the ``modelName`` setting, else the model of the Kedro project the
+   * server is configured with (``CONVEYOR_KEDRO_PROJECT``, its conveyor.yml); no name is guessed.
+   */
+  private async _withModel(node: HTMLElement, load: (name: string) => Promise<void>): Promise<void> {
+    let name = this.modelName;
+    if (!name) {
+      try {
+        name = (await requestAPI<{ model_name: string }>('config', {}, this.serverSettings)).model_name;
+      } catch (error) {
+        node.replaceChildren(h('div', { class: 'jp-Conveyor-error' }, (error as Error).message));
+        this._draw();
+        return;
+      }
+    }
+    if (!name) {
+      node.replaceChildren(
+        h(
+          'div',
+          { class: 'jp-Conveyor-error' },
+          this.trans.__(
+            'No model to show: set "Registered model" in the Conveyor settings, or start the server with CONVEYOR_KEDRO_PROJECT pointing at a project with conf/base/conveyor.yml.'
+          )
+        )
+      );
+      this._draw();
+      return;
+    }
+    await load(name);
   }
 
   // --- runs -------------------------------------------------------------------------------

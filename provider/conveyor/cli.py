@@ -217,7 +217,7 @@ def parser() -> argparse.ArgumentParser:
 
     deploy = sub.add_parser("deploy", help="deploy a version: first load, or a rollout")
     deploy.add_argument("name")
-    deploy.add_argument("model_uri", help="e.g. models:/flight_delays@challenger")
+    deploy.add_argument("model_uri", help="e.g. models:/my_model@challenger")
     deploy.add_argument("--strategy", choices=["canary", "blue_green", "shadow"], default="canary")
     deploy.add_argument(
         "--slot", choices=["stable", "canary", "shadow", "staging"], help="just load into a slot"

@@ -16,7 +16,9 @@ from conveyor.core.contract import ModelContract
 from conveyor.core.scoring import (
     UnscorableModelError,
     checked_outputs,
+    decisions_agree,
     multiclass_metrics,
+    online_value,
     regression_metrics,
     score_outputs,
 )
@@ -166,3 +168,29 @@ def test_any_binary_output_is_refused_by_name_or_scored_on_valid_probabilities(f
     assert ((checked["p"] >= 0) & (checked["p"] <= 1)).all()
     scored = score_outputs(BINARY, frame["y"], checked)
     assert set(scored) == {"roc_auc", "average_precision", "accuracy", "f1", "log_loss", "brier"}
+
+
+@pytest.mark.parametrize(
+    ("metric", "decision", "truth", "share"),
+    [
+        ("accuracy", 1, 1, 1.0),
+        ("accuracy", 1, 0, 0.0),
+        ("accuracy", 1.0, 1, 1.0),  # a float decision column still names class 1
+        ("accuracy", "2", 2, 1.0),  # classes of a contract are text, feedback sends ids
+        ("accuracy", "cat", "dog", 0.0),
+        ("mae", 3.5, 1.0, 2.5),
+        ("mae", -1, 1.5, 2.5),
+    ],
+)
+def test_each_labelled_row_adds_its_share_of_the_online_metric(
+    metric: str, decision: object, truth: object, share: float
+) -> None:
+    assert online_value(metric, decision, truth) == share
+
+
+def test_shadow_agreement_is_the_same_class_or_a_close_value() -> None:
+    assert decisions_agree(BINARY, 1, 1) and not decisions_agree(BINARY, 1, 0)
+    assert decisions_agree(MULTICLASS, "2", 2)
+    assert decisions_agree(REGRESSION, 100.0, 100.5) and not decisions_agree(REGRESSION, 100.0, 102.0)
+    with pytest.raises(ValueError, match="unknown online metric 'auc'"):
+        online_value("auc", 1, 1)

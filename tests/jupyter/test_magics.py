@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from urllib.parse import quote
 
 import pytest
@@ -174,9 +175,12 @@ def test_run_references_and_subcommands_are_checked(ip):
     assert "--wait" in cap.stdout and "block until the run ends" in cap.stdout
 
 
-def test_models_and_drift_read_the_registry(ip, mlflow_server, tmp_path):
+def test_models_and_drift_read_the_registry(ip, mlflow_server, tmp_path, monkeypatch):
     import mlflow
     from mlflow import MlflowClient
+
+    from conveyor.core.contract import CONTRACT_TAG
+    from tests.support.models import flight_contract
 
     client = MlflowClient(mlflow_server.url)
     name = "conveyor_jupyter_magics_model"
@@ -187,18 +191,35 @@ def test_models_and_drift_read_the_registry(ip, mlflow_server, tmp_path):
         with mlflow.start_run() as run:
             mlflow.log_metric("roc_auc", auc)
         tags = {"conveyor.gate.status": "passed", "conveyor.partition": "2013-01"}
+        if auc > 0.7:  # the first version predates contracts: it is listed all the same
+            tags[CONTRACT_TAG] = flight_contract(name).to_tag()
         mv = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run.info.run_id, tags=tags)
         versions.append(mv.version)
     client.set_registered_model_alias(name, "champion", versions[0])
     client.set_registered_model_alias(name, "challenger", versions[1])
 
-    view = ip.run_line_magic("conveyor", f"models {name}")
+    with pytest.raises(UsageError, match="which model"):
+        ip.run_line_magic("conveyor", "models")
+    project = tmp_path / "project"
+    (project / "conf" / "base").mkdir(parents=True)
+    (project / "conf" / "base" / "conveyor.yml").write_text(json.dumps(flight_contract(name).to_dict()))
+    monkeypatch.setenv("CONVEYOR_KEDRO_PROJECT", str(project))
+    view = ip.run_line_magic("conveyor", "models")  # the project's own model
     rows = {v["version"]: v for v in view.summary["versions"]}
     assert rows[versions[0]]["aliases"] == ["champion"] and rows[versions[1]]["aliases"] == ["challenger"]
     assert rows[versions[1]]["gate"] == {"status": "passed"}
     assert rows[versions[1]]["lineage"] == {"partition": "2013-01"}
+    assert rows[versions[0]]["contract"] is None
+    assert rows[versions[1]]["contract"] == {
+        "task": "binary_classification",
+        "label": "delayed",
+        "score": "delay_probability",
+        "decision": "delayed",
+        "gate": ["roc_auc"],
+        "online_metric": "accuracy",
+    }
     (comparison,) = view.summary["comparison"]
-    assert comparison["metric"] == "roc_auc"
+    assert comparison["metric"] == "roc_auc" and comparison["higher_is_better"] is True
     assert comparison["delta"] == pytest.approx(0.04)
     assert "champion vs challenger" in view._repr_html_()
 

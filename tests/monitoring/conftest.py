@@ -33,9 +33,12 @@ def flights() -> Callable[[str], pd.DataFrame]:
 
 @pytest.fixture(scope="session")
 def winter_split(flights: Callable[[str], pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A January-March reference sample and the same-season rows it does not contain."""
+    """A January-March reference sample of the model's inputs (as a training run logs it, minus the
+    label the model store drops) and the same-season rows it does not contain."""
+    from flight_delays.schema import FEATURES
+
     winter = flights(WINTER)
-    reference = winter.sample(REFERENCE_ROWS, random_state=0)
+    reference = winter[list(FEATURES)].sample(REFERENCE_ROWS, random_state=0)
     return reference, winter.drop(reference.index)
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from conveyor.core.contract import CONTRACT_TAG
 from conveyor.core.drift import DriftConfig, build_detector
 from conveyor.core.drift.interface import STATE_FILE
 from conveyor.core.drift.model_store import (
@@ -26,6 +27,7 @@ from conveyor.core.drift.model_store import (
     detector_tag,
     model_detector,
 )
+from tests.support.models import flight_contract
 
 CHECKS = 6
 RACE_S = 3.0
@@ -55,7 +57,9 @@ def fresh_version(tmp_path: Path, mlflow_conn: str) -> tuple[MlflowClient, str, 
     client.log_artifact(run_id, str(sample), str(Path(REFERENCE_ARTIFACT).parent))
     client.set_terminated(run_id)
     client.create_registered_model(name)
-    version = client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id).version
+    # The flight contract: its label ``delayed`` is in the sample and is not an input to test.
+    tags = {CONTRACT_TAG: flight_contract(name).to_tag()}
+    version = client.create_model_version(name, f"runs:/{run_id}/model", run_id=run_id, tags=tags).version
     return client, name, str(version)
 
 
@@ -133,5 +137,6 @@ def test_a_build_interrupted_mid_upload_does_not_break_later_checks(
 
     detector = model_detector(client, name, version, FEATURES, config)
     assert detector.config == config and detector.reference.n_rows == REFERENCE_ROWS
+    assert set(detector.schema.features) == {"temp", "distance", "carrier"}  # the label is no input
     chosen = client.get_run(run_id).data.tags[detector_tag(FEATURES, config)]
     assert STATE_FILE in {Path(a.path).name for a in client.list_artifacts(run_id, chosen)}

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from conveyor.core.contract import ModelContract
 from conveyor.core.drift import DriftConfig, DriftInputError, build_detector
 from conveyor.core.drift.performance import check_performance, performance_over_time
 from conveyor.core.drift.report import (
@@ -26,6 +27,9 @@ from conveyor.core.retrain import (
     months_in_window,
     record_retrain_request,
 )
+from flight_delays.schema import FEATURES
+from tests.support import contracts
+from tests.support.models import flight_contract
 
 
 def _labelled(n: int = 400, noise: float = 0.2, seed: int = 0, days: int = 4) -> pd.DataFrame:
@@ -36,11 +40,15 @@ def _labelled(n: int = 400, noise: float = 0.2, seed: int = 0, days: int = 4) ->
     ts = pd.Timestamp("2013-12-01", tz="UTC") + pd.to_timedelta(
         np.linspace(0, days * 24, n, endpoint=False), unit="h"
     )
-    return pd.DataFrame({"label": label, "delay_probability": score, "ts": ts})
+    return pd.DataFrame({"label": label, "delay_probability": score, "delayed": (score >= 0.5) * 1, "ts": ts})
+
+
+FLIGHTS = flight_contract("m")  # roc_auc >= 0.6 is its gate
+ALL = ("roc_auc", "f1", "accuracy")
 
 
 def test_good_predictions_are_not_degraded() -> None:
-    result = check_performance(_labelled(), reference={"roc_auc": 0.92}, min_metrics={"roc_auc": 0.7})
+    result = check_performance(_labelled(), FLIGHTS, reference={"roc_auc": 0.92}, thresholds={"roc_auc": 0.7})
     assert not result.degraded and result.reasons == []
     assert result.metrics["roc_auc"] > 0.9 and result.n_labelled == 400
 
@@ -48,7 +56,11 @@ def test_good_predictions_are_not_degraded() -> None:
 def test_below_floor_and_below_reference_are_both_named() -> None:
     noisy = _labelled(noise=1.5)
     result = check_performance(
-        noisy, reference={"roc_auc": 0.95, "accuracy": 0.9}, min_metrics={"roc_auc": 0.75}
+        noisy,
+        FLIGHTS,
+        reference={"roc_auc": 0.95, "accuracy": 0.9},
+        thresholds={"roc_auc": 0.75},
+        metrics=ALL,
     )
     assert result.degraded
     assert any(r.startswith("roc_auc=") and "below the floor 0.7500" in r for r in result.reasons)
@@ -58,7 +70,7 @@ def test_below_floor_and_below_reference_are_both_named() -> None:
 
 def test_one_class_window_is_not_called_degraded() -> None:
     quiet = _labelled().assign(label=0)
-    result = check_performance(quiet, reference={"roc_auc": 0.9}, min_metrics={"roc_auc": 0.7})
+    result = check_performance(quiet, FLIGHTS, reference={"roc_auc": 0.9}, thresholds={"roc_auc": 0.7})
     assert result.metrics["roc_auc"] is None
     assert not any(r.startswith("roc_auc") for r in result.reasons)
 
@@ -74,18 +86,50 @@ def test_one_class_window_is_not_called_degraded() -> None:
 )
 def test_unusable_feedback_is_refused(frame: pd.DataFrame, message: str) -> None:
     with pytest.raises(DriftInputError, match=message):
-        check_performance(frame, reference={"roc_auc": 0.9}, min_labelled=100)
+        check_performance(frame, FLIGHTS, reference={"roc_auc": 0.9}, min_labelled=100)
 
 
 def test_nothing_to_compare_with_is_refused_not_read_as_no_decay() -> None:
-    with pytest.raises(DriftInputError, match="no reference metrics and no min_metrics floors"):
-        check_performance(_labelled(), reference={"accuracy": 0.8}, metrics=("roc_auc",))
-    assert check_performance(_labelled(), min_metrics={"roc_auc": 0.5}, metrics=("roc_auc",)).metrics
+    with pytest.raises(DriftInputError, match="no reference metrics and no thresholds are set"):
+        check_performance(
+            _labelled(), FLIGHTS, reference={"accuracy": 0.8}, thresholds={}, metrics=("roc_auc",)
+        )
+    assert check_performance(_labelled(), FLIGHTS, thresholds={"roc_auc": 0.5}, metrics=("roc_auc",)).metrics
+    # By default the gate's own threshold is the bar: roc_auc >= 0.6.
+    noisy = check_performance(_labelled(noise=3.0), FLIGHTS)
+    assert noisy.thresholds == {"roc_auc": 0.6} and noisy.degraded, noisy.metrics
 
 
 def test_floor_on_an_unmeasured_metric_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"min_metrics names metric\(s\) \['auc'\]"):
-        check_performance(_labelled(), min_metrics={"auc": 0.7})
+    with pytest.raises(ValueError, match=r"thresholds name metric\(s\) \['log_loss'\]"):
+        check_performance(_labelled(), FLIGHTS, thresholds={"log_loss": 0.7})
+    with pytest.raises(ValueError, match="is a binary_classification model: its metrics are"):
+        check_performance(_labelled(), FLIGHTS, metrics=("rmse",))
+
+
+def test_a_regressor_decays_when_its_error_rises_above_ceiling_or_reference() -> None:
+    contract = ModelContract.from_mapping(contracts.REGRESSION)  # rmse tolerance 2, r2 >= 0.3
+    rng = np.random.default_rng(0)
+    truth = rng.normal(20, 5, 400)
+    ts = pd.Timestamp("2013-12-01", tz="UTC") + pd.to_timedelta(np.arange(400), unit="h")
+
+    def window(noise: float) -> pd.DataFrame:
+        return pd.DataFrame({"label": truth, "yhat": truth + rng.normal(0, noise, 400), "ts": ts})
+
+    good = check_performance(window(1.0), contract, reference={"rmse": 1.0, "r2": 0.95}, tolerance=0.5)
+    assert not good.degraded and good.positive_rate is None and good.thresholds == {"r2": 0.3}
+    bad = check_performance(window(6.0), contract, reference={"rmse": 1.0, "r2": 0.95}, tolerance=0.5)
+    assert bad.degraded
+    assert any(r.startswith("rmse=") and "above the reference 1.0000" in r for r in bad.reasons)
+    assert any(r.startswith("r2=") and "below the floor 0.3000" in r for r in bad.reasons)
+    ceiling = check_performance(window(3.0), contract, thresholds={"rmse": 2.0})
+    assert ceiling.reasons[0].startswith("rmse=") and "above the ceiling 2.0000" in ceiling.reasons[0]
+    assert list(performance_over_time(window(1.0), contract, freq="7D").columns) == [
+        "period",
+        "n",
+        "rmse",
+        "r2",
+    ]
 
 
 def test_performance_over_time_and_its_plot() -> None:
@@ -95,7 +139,7 @@ def test_performance_over_time_and_its_plot() -> None:
             _labelled(noise=1.0, seed=2, days=2).assign(ts=lambda f: f["ts"] + pd.Timedelta(days=2)),
         ]
     )
-    timeline = performance_over_time(frame, freq="1D")
+    timeline = performance_over_time(frame, FLIGHTS, freq="1D", metrics=ALL)
     assert list(timeline.columns) == ["period", "n", "roc_auc", "f1", "accuracy"]
     assert len(timeline) == 4 and timeline["n"].sum() == 800
     assert timeline["roc_auc"].iloc[0] > timeline["roc_auc"].iloc[-1] + 0.2
@@ -104,7 +148,7 @@ def test_performance_over_time_and_its_plot() -> None:
 
 
 def test_feature_drift_plot_and_html(flights: Callable[[str], pd.DataFrame]) -> None:
-    reference = flights("2013-01..2013-03").sample(5000, random_state=0)
+    reference = flights("2013-01..2013-03")[list(FEATURES)].sample(5000, random_state=0)
     detector = build_detector(reference, DriftConfig(backend="scipy"))
     window = flights("2013-07").sample(2000, random_state=0)
     result = detector.check(window)

@@ -39,8 +39,11 @@ def _code_model(
 ) -> str:
     """A models-from-code version; ``eval_set`` is logged where training runs log theirs."""
     import mlflow
+    from mlflow import MlflowClient
 
+    from conveyor.core.contract import CONTRACT_TAG
     from conveyor.serving.infra import SAMPLE_ARTIFACT
+    from tests.support.models import flight_contract
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -55,7 +58,10 @@ def _code_model(
             artifacts=artifacts,
             registered_model_name=name,
         )
-    return f"models:/{name}/{info.registered_model_version}"
+    # Stand-ins for the flight model: held to its contract, so the gateway loads them as it would.
+    version = str(info.registered_model_version)
+    MlflowClient().set_model_version_tag(name, version, CONTRACT_TAG, flight_contract(name).to_tag())
+    return f"models:/{name}/{version}"
 
 
 @pytest.fixture(scope="session")

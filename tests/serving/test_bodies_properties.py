@@ -384,8 +384,10 @@ def _valid_item(item: Any) -> bool:
         and set(item) == {"request_id", "label"}
         and isinstance(item["request_id"], str)
         and ROW_ID.fullmatch(item["request_id"]) is not None
-        and type(item["label"]) is int
-        and -(2**63) <= item["label"] < 2**63
+        and (
+            (type(item["label"]) is int and -(2**63) <= item["label"] < 2**63)
+            or (type(item["label"]) is float and math.isfinite(item["label"]))
+        )
     )
 
 

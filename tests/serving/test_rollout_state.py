@@ -7,18 +7,30 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from conveyor.core.analysis import AnalysisConfig, AnalysisRun, Measurement, SlotSample, Verdict, measure
+from conveyor.core.analysis import (
+    AnalysisConfig,
+    AnalysisRun,
+    Measurement,
+    OnlineMetric,
+    SlotSample,
+    Verdict,
+    measure,
+)
 from conveyor.core.rollout import Rollout, RolloutError, RolloutSpec, State, Strategy
 
 CFG = AnalysisConfig(count=2, failure_limit=0, min_requests=20, max_score_shift=0.3, min_labelled=30)
+ACCURACY = OnlineMetric("accuracy", higher_is_better=True, max_degradation=0.05)
+MAE = OnlineMetric("mae", higher_is_better=False, max_degradation=0.5)
 rng = np.random.default_rng(0)
 
 
 def _sample(
     n: int = 200, errors: int = 0, latency: float = 0.002, scores=None, labelled=0, correct=0
 ) -> SlotSample:
+    """``labelled`` rows of feedback, ``correct`` of them right (their accuracy shares)."""
     scores = rng.beta(2, 8, n) if scores is None else scores
-    return SlotSample(n, errors, [latency] * (n - errors), list(scores), labelled, correct)
+    online = [1.0] * correct + [0.0] * (labelled - correct)
+    return SlotSample(n, errors, [latency] * (n - errors), list(scores), online)
 
 
 def _rollout(**spec) -> Rollout:
@@ -46,7 +58,7 @@ def test_measure_passes_a_healthy_canary() -> None:
 )
 def test_measure_fails_each_unhealthy_signal(canary: SlotSample, check: str, fragment: str) -> None:
     stable = _sample(labelled=100, correct=80)
-    result = measure(canary, stable, CFG)
+    result = measure(canary, stable, CFG, ACCURACY)
     assert result.verdict is Verdict.FAILED
     assert [c.name for c in result.checks if c.passed is False] == [check]
     assert fragment in result.reason
@@ -54,7 +66,7 @@ def test_measure_fails_each_unhealthy_signal(canary: SlotSample, check: str, fra
 
 def test_measure_is_inconclusive_on_too_little_traffic_and_skips_unlabelled_accuracy() -> None:
     assert measure(_sample(n=5), _sample(), CFG).verdict is Verdict.INCONCLUSIVE
-    few_labels = measure(_sample(labelled=5, correct=0), _sample(labelled=5, correct=5), CFG)
+    few_labels = measure(_sample(labelled=5, correct=0), _sample(labelled=5, correct=5), CFG, ACCURACY)
     assert few_labels.verdict is Verdict.SUCCESSFUL
     assert "online_accuracy" not in {c.name for c in few_labels.checks}
     capped = measure(_sample(latency=0.3), _sample(latency=0.3), AnalysisConfig(max_p95_latency_s=0.1))
@@ -65,17 +77,40 @@ def test_a_score_shift_is_accepted_only_when_labelled_accuracy_holds() -> None:
     """A model retrained after drift scores differently from the stale stable one; labels decide."""
     shifted = rng.beta(8, 2, 200)
     retrained = measure(
-        _sample(scores=shifted, labelled=100, correct=82), _sample(labelled=100, correct=80), CFG
+        _sample(scores=shifted, labelled=100, correct=82), _sample(labelled=100, correct=80), CFG, ACCURACY
     )
     assert retrained.verdict is Verdict.SUCCESSFUL
     shift = next(c for c in retrained.checks if c.name == "score_shift")
     assert shift.passed and shift.value > 0.3 and "accepted: online accuracy on labels holds" in shift.detail
-    worse = measure(_sample(scores=shifted, labelled=100, correct=60), _sample(labelled=100, correct=80), CFG)
+    worse = measure(
+        _sample(scores=shifted, labelled=100, correct=60), _sample(labelled=100, correct=80), CFG, ACCURACY
+    )
     assert {c.name for c in worse.checks if c.passed is False} == {"score_shift", "online_accuracy"}
     unlabelled = measure(
-        _sample(scores=shifted, labelled=10, correct=10), _sample(labelled=100, correct=80), CFG
+        _sample(scores=shifted, labelled=10, correct=10), _sample(labelled=100, correct=80), CFG, ACCURACY
     )
     assert [c.name for c in unlabelled.checks if c.passed is False] == ["score_shift"]
+
+
+def _regression(errors: list[float]) -> SlotSample:
+    return SlotSample(200, 0, [0.002] * 200, list(rng.normal(10, 2, 200)), errors)
+
+
+def test_a_regressors_canary_is_judged_by_its_mae_where_lower_is_better() -> None:
+    stable = _regression([1.0] * 50)
+    close = measure(_regression([1.4] * 50), stable, CFG, MAE)
+    check = next(c for c in close.checks if c.name == "online_mae")
+    assert close.verdict is Verdict.SUCCESSFUL and check.limit == pytest.approx(1.5)
+    assert "canary online mae 1.400 vs stable 1.000 (allowed to be worse by 0.500)" in check.detail
+    worse = measure(_regression([1.6] * 50), stable, CFG, MAE)
+    assert worse.verdict is Verdict.FAILED and "online_mae" in {c.name for c in worse.checks if not c.passed}
+    better = measure(_regression([0.2] * 50), stable, CFG, MAE)
+    assert better.verdict is Verdict.SUCCESSFUL
+    stricter = measure(_regression([1.4] * 50), stable, AnalysisConfig(max_online_degradation=0.1), MAE)
+    assert stricter.verdict is Verdict.FAILED
+    # Served without a contract there is no online metric to judge: the other checks still run.
+    unjudged = measure(_regression([9.0] * 50), stable, CFG)
+    assert unjudged.verdict is Verdict.SUCCESSFUL and "online_mae" not in {c.name for c in unjudged.checks}
 
 
 def test_analysis_run_counts_failures_against_the_limit() -> None:

@@ -25,6 +25,7 @@ def flight_contract(name: str) -> Any:
 
     return dataclasses.replace(ModelContract.from_file(PROJECT / "conf" / "base" / "conveyor.yml"), name=name)
 
+
 # February, not January: January's held-out tail (Jan 27-31) is barely predictable from these
 # features (ROC AUC 0.59-0.63 for real labels, 0.38-0.64 for shuffled ones, so "shuffled" was
 # not reliably worse). On February real labels give ~0.75 and shuffled ones <= 0.49.

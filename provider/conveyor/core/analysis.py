@@ -12,10 +12,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from scipy import stats
+
+if TYPE_CHECKING:
+    from conveyor.core.contract import ModelContract
 
 
 class Verdict(StrEnum):
@@ -32,8 +35,16 @@ class SlotSample:
     errors: int
     latencies_s: Sequence[float] = ()
     scores: Sequence[float] = ()
-    labelled: int = 0
-    correct: int = 0
+    online: Sequence[float] = ()  # per labelled row: its share of the online metric
+
+    @property
+    def labelled(self) -> int:
+        return len(self.online)
+
+    @property
+    def online_value(self) -> float | None:
+        """The online metric over the interval: the mean of the rows' shares."""
+        return float(np.mean(self.online)) if len(self.online) else None
 
     @property
     def error_rate(self) -> float:
@@ -43,9 +54,23 @@ class SlotSample:
     def p95_latency_s(self) -> float | None:
         return float(np.percentile(self.latencies_s, 95)) if len(self.latencies_s) else None
 
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.labelled if self.labelled else None
+
+@dataclass(frozen=True)
+class OnlineMetric:
+    """The metric the canary is judged by on labelled traffic, from the new version's contract
+    (``canary.online_metric``): accuracy for classifiers, MAE for regressors."""
+
+    name: str
+    higher_is_better: bool
+    max_degradation: float
+
+
+def online_metric(contract: ModelContract | None) -> OnlineMetric | None:
+    """The contract's online metric; none for a version served without a contract."""
+    if contract is None:
+        return None
+    canary = contract.canary
+    return OnlineMetric(canary.online_metric, canary.higher_is_better, canary.max_degradation)
 
 
 @dataclass(frozen=True)
@@ -57,8 +82,10 @@ class AnalysisConfig:
     Prediction shift is the two-sample Kolmogorov-Smirnov statistic between the canary's and
     stable's scores: an effect size in [0, 1], unlike a p-value that flags trivia at high traffic.
     It is a proxy for "something broke" where labels are missing; when enough labels arrived and
-    the canary's online accuracy holds, a shift is accepted: a model retrained after drift is
-    *meant* to score differently from the stale stable one.
+    the canary's online metric holds, a shift is accepted: a model retrained after drift is
+    *meant* to score differently from the stale stable one. The online metric and how much worse
+    it may get come from the new version's contract; ``max_online_degradation`` overrides the
+    contract's ``canary.max_degradation`` for one rollout.
     """
 
     interval_s: float = 30.0
@@ -71,7 +98,7 @@ class AnalysisConfig:
     latency_slack_s: float = 0.005
     max_p95_latency_s: float | None = None
     max_score_shift: float | None = 0.3
-    max_accuracy_drop: float | None = 0.05
+    max_online_degradation: float | None = None
     min_labelled: int = 30
 
     def __post_init__(self) -> None:
@@ -81,6 +108,8 @@ class AnalysisConfig:
             raise ValueError("failure_limit and inconclusive_limit must be >= 0")
         if not 0 <= self.max_error_rate <= 1:
             raise ValueError(f"max_error_rate must be in [0, 1], got {self.max_error_rate}")
+        if self.max_online_degradation is not None and not self.max_online_degradation >= 0:
+            raise ValueError(f"max_online_degradation must be >= 0, got {self.max_online_degradation}")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> AnalysisConfig:
@@ -127,8 +156,11 @@ class Measurement:
         }
 
 
-def measure(canary: SlotSample, stable: SlotSample, config: AnalysisConfig) -> Measurement:
-    """Judge one interval of canary traffic against stable's."""
+def measure(
+    canary: SlotSample, stable: SlotSample, config: AnalysisConfig, online: OnlineMetric | None = None
+) -> Measurement:
+    """Judge one interval of canary traffic against stable's; ``online`` (from the contract) is the
+    labelled-traffic check, none for a version served without a contract."""
     if canary.requests < config.min_requests:
         return Measurement(
             Verdict.INCONCLUSIVE,
@@ -182,7 +214,7 @@ def measure(canary: SlotSample, stable: SlotSample, config: AnalysisConfig) -> M
                     f"(stable p95 {stable_p95 * 1e3:.1f} ms x {config.max_p95_latency_ratio} + slack)",
                 )
             )
-    accuracy = _accuracy_check(canary, stable, config)
+    online_check = _online_check(canary, stable, config, online)
     if config.max_score_shift is not None:
         if len(canary.scores) < config.min_requests or len(stable.scores) < config.min_requests:
             checks.append(
@@ -201,11 +233,11 @@ def measure(canary: SlotSample, stable: SlotSample, config: AnalysisConfig) -> M
                 f"vs limit {config.max_score_shift:.3f}"
             )
             passed = shift <= config.max_score_shift
-            if not passed and accuracy is not None and accuracy.passed:
-                passed, detail = True, f"{detail}, accepted: online accuracy on labels holds"
+            if not passed and online is not None and online_check is not None and online_check.passed:
+                passed, detail = True, f"{detail}, accepted: online {online.name} on labels holds"
             checks.append(Check("score_shift", passed, shift, config.max_score_shift, detail))
-    if accuracy is not None:
-        checks.append(accuracy)
+    if online_check is not None:
+        checks.append(online_check)
     if any(c.passed is False for c in checks):
         return Measurement(Verdict.FAILED, checks)
     if any(c.passed is None for c in checks):
@@ -213,18 +245,24 @@ def measure(canary: SlotSample, stable: SlotSample, config: AnalysisConfig) -> M
     return Measurement(Verdict.SUCCESSFUL, checks)
 
 
-def _accuracy_check(canary: SlotSample, stable: SlotSample, config: AnalysisConfig) -> Check | None:
-    """Online accuracy on labelled feedback; ``None`` while either slot has too few labels."""
-    if config.max_accuracy_drop is None or min(canary.labelled, stable.labelled) < config.min_labelled:
+def _online_check(
+    canary: SlotSample, stable: SlotSample, config: AnalysisConfig, online: OnlineMetric | None
+) -> Check | None:
+    """The online metric on labelled feedback; ``None`` while either slot has too few labels."""
+    if online is None or min(canary.labelled, stable.labelled) < max(config.min_labelled, 1):
         return None
-    drop = (stable.accuracy or 0.0) - (canary.accuracy or 0.0)
+    allowed = config.max_online_degradation
+    if allowed is None:
+        allowed = online.max_degradation
+    new, old = canary.online_value or 0.0, stable.online_value or 0.0
+    worse_by = old - new if online.higher_is_better else new - old
+    limit = old - allowed if online.higher_is_better else old + allowed
     return Check(
-        "online_accuracy",
-        drop <= config.max_accuracy_drop,
-        canary.accuracy,
-        (stable.accuracy or 0.0) - config.max_accuracy_drop,
-        f"canary online accuracy {canary.accuracy:.3f} vs stable {stable.accuracy:.3f} "
-        f"(allowed drop {config.max_accuracy_drop:.3f})",
+        f"online_{online.name}",
+        worse_by <= allowed + 1e-12,
+        new,
+        limit,
+        f"canary online {online.name} {new:.3f} vs stable {old:.3f} (allowed to be worse by {allowed:.3f})",
     )
 
 

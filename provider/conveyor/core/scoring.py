@@ -7,6 +7,7 @@ rows) is NaN, never an exception: NaN then fails the gate with the metric named.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -81,6 +82,34 @@ def multiclass_metrics(
         "macro_f1": float(metrics.f1_score(y, d, labels=list(classes), average="macro", zero_division=0.0)),
         "log_loss": loss,
     }
+
+
+def online_value(metric: str, prediction: Any, truth: Any) -> float:
+    """One labelled row's share of an online metric (``ONLINE_METRICS``): the metric over a window
+    is the mean of these, so a slot keeps one number per label and any window can be judged.
+
+    ``accuracy``: 1.0 when the decision is the truth (numbers compare as numbers, ``1 == 1.0``;
+    anything else as text, like the classes of a contract); ``mae``: the absolute error.
+    """
+    if metric == "accuracy":
+        if _is_number(prediction) and _is_number(truth):
+            return float(float(prediction) == float(truth))
+        return float(str(prediction) == str(truth))
+    if metric == "mae":
+        return abs(float(prediction) - float(truth))
+    raise ValueError(f"unknown online metric {metric!r}")
+
+
+def decisions_agree(contract: ModelContract | None, a: Any, b: Any) -> bool:
+    """Whether two versions decided alike on one row (shadow agreement): the same class, or for a
+    regressor values within 1% of each other (exact float equality would never hold)."""
+    if contract is not None and contract.task == "regression":
+        return math.isclose(float(a), float(b), rel_tol=0.01, abs_tol=1e-9)
+    return online_value("accuracy", a, b) == 1.0
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
 
 
 def score_outputs(contract: ModelContract, labels: Any, outputs: pd.DataFrame) -> dict[str, float]:

@@ -331,33 +331,37 @@ class PredictionDriftSensor(DataDriftSensor):
 
 
 class ModelPerformanceSensor(_InferenceLogSensor):
-    """Performance decay on labelled feedback: metrics below floors or below the training reference.
+    """Performance decay on labelled feedback: metrics worse than their thresholds or than the
+    training reference, each in its own direction, scored under the version's contract.
 
-    :param min_metrics: floors, e.g. ``{"roc_auc": 0.6}`` (templated).
-    :param tolerance: allowed drop below the training run's held-out metrics.
+    :param thresholds: absolute bounds, a floor where higher is better and a ceiling where lower
+        is (``{"roc_auc": 0.6}``, ``{"rmse": 4.0}``; templated). Default: the contract's gate
+        thresholds.
+    :param tolerance: how much worse than the training run's held-out metrics is allowed.
+    :param metrics: what to measure; default the contract's gate metrics.
     :param min_rows: labels to wait for (feedback rows counted in the window).
     :param min_labelled: labelled predictions needed to score; fewer fails the task, never fires.
     """
 
-    template_fields = (*_InferenceLogSensor.template_fields, "min_metrics")
-    template_fields_renderers = {"min_metrics": "json"}
+    template_fields = (*_InferenceLogSensor.template_fields, "thresholds")
+    template_fields_renderers = {"thresholds": "json"}
     count_kind = "feedback"
 
     def __init__(
         self,
         *,
-        min_metrics: dict[str, float] | None = None,
+        thresholds: dict[str, float] | None = None,
         tolerance: float = 0.05,
-        metrics: tuple[str, ...] = ("roc_auc", "f1", "accuracy"),
+        metrics: tuple[str, ...] | None = None,
         freq: str = "1D",
         min_labelled: int = 100,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.min_labelled = min_labelled
-        self.min_metrics = min_metrics
+        self.thresholds = thresholds
         self.tolerance = tolerance
-        self.metrics = tuple(metrics)
+        self.metrics = tuple(metrics) if metrics else None
         self.freq = freq
 
     def _kinds_read(self) -> dict[str, bool]:
@@ -372,7 +376,7 @@ class ModelPerformanceSensor(_InferenceLogSensor):
             model_version=version,
             log_url=self.inference_log_url,
             window=window,
-            min_metrics=self.min_metrics,
+            thresholds=self.thresholds,
             tolerance=self.tolerance,
             metrics=self.metrics,
             min_labelled=self.min_labelled,

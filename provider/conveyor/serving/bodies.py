@@ -159,7 +159,7 @@ class FeedbackBody:
     """``POST /feedback``: ``{"request_id", "label"}``, ``{"feedback": [...]}`` or a bare list."""
 
     request_ids: list[str]
-    labels: list[int]
+    labels: list[int | float]
 
     @classmethod
     def parse(cls, payload: Any) -> FeedbackBody:
@@ -180,11 +180,19 @@ class FeedbackBody:
             problem = request_id_problem(row_id, ROW_ID)
             if problem is not None:
                 raise InvalidInput(f"feedback item {i}: 'request_id' {problem}", field="request_id")
-            if type(label) is not int or not _INT64[0] <= label <= _INT64[1]:
+            if not _label(label):
                 raise InvalidInput(
-                    f"feedback item {i}: 'label' must be a 64-bit integer, got {preview(label)}",
+                    f"feedback item {i}: 'label' must be a 64-bit integer (a class) or a finite number "
+                    f"(a regression target), got {preview(label)}",
                     field="label",
                 )
             ids.append(row_id)
             labels.append(label)
         return cls(ids, labels)
+
+
+def _label(value: Any) -> bool:
+    """A truth the inference log can store and an online metric can use: a class id or a target."""
+    if type(value) is int:
+        return _INT64[0] <= value <= _INT64[1]
+    return type(value) is float and math.isfinite(value)

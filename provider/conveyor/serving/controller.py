@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from conveyor.core.analysis import measure
+from conveyor.core.analysis import measure, online_metric
 from conveyor.core.rollout import ROLLBACKABLE, Rollout, RolloutError, State, Strategy
 from conveyor.serving.deployment import CANARY, SHADOW, STABLE, Deployment, Slot
 from conveyor.serving.models import ModelLoadError
@@ -89,8 +89,15 @@ class RolloutController:
                 if await self._sleep(spec.analysis.interval_s) or rollout.state is not State.PROGRESSING:
                     continue
                 stable = self.deployment.slots[STABLE]
+                online = online_metric(self.new.model.contract)
+                metric = online.name if online else None
                 rollout.measured(
-                    measure(self.new.stats.sample(since), stable.stats.sample(since), spec.analysis)
+                    measure(
+                        self.new.stats.sample(since, metric),
+                        stable.stats.sample(since, metric),
+                        spec.analysis,
+                        online,
+                    )
                 )
                 self._apply()
             elif rollout.state is State.SWITCHED:

@@ -14,6 +14,7 @@ from typing import Any
 
 from conveyor.core.analysis import SlotSample
 from conveyor.core.rollout import Rollout
+from conveyor.core.scoring import online_value
 from conveyor.serving.batching import MicroBatcher
 from conveyor.serving.models import LoadedModel
 
@@ -44,25 +45,27 @@ class SlotStats:
 
     def __init__(self, maxlen: int = 200_000) -> None:
         self._requests: deque[tuple[float, float, bool, list[float]]] = deque(maxlen=maxlen)
-        self._labels: deque[tuple[float, bool]] = deque(maxlen=maxlen)
+        self._labels: deque[tuple[float, Any, Any]] = deque(maxlen=maxlen)
 
     def record(self, latency_s: float, error: bool, scores: list[float]) -> None:
         self._requests.append((time.monotonic(), latency_s, error, scores))
 
-    def record_label(self, correct: bool) -> None:
-        self._labels.append((time.monotonic(), correct))
+    def record_label(self, decision: Any, truth: Any) -> None:
+        """A labelled row: what this slot decided and what turned out true."""
+        self._labels.append((time.monotonic(), decision, truth))
 
-    def sample(self, since: float) -> SlotSample:
-        """Everything recorded at or after ``since`` (a ``time.monotonic()`` value)."""
+    def sample(self, since: float, online_metric: str | None = None) -> SlotSample:
+        """Everything recorded at or after ``since`` (a ``time.monotonic()`` value), labelled rows
+        scored by ``online_metric``: the canary's metric, so both slots are judged alike."""
         recent = [r for r in reversed(self._requests) if r[0] >= since]
-        labels = [c for t, c in reversed(self._labels) if t >= since]
+        labelled = [(d, y) for t, d, y in reversed(self._labels) if t >= since] if online_metric else []
+        online = [online_value(online_metric, d, y) for d, y in labelled] if online_metric else []
         return SlotSample(
             requests=len(recent),
             errors=sum(r[2] for r in recent),
             latencies_s=[r[1] for r in recent if not r[2]],
             scores=[s for r in recent for s in r[3]],
-            labelled=len(labels),
-            correct=sum(labels),
+            online=online,
         )
 
 

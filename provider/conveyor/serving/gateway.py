@@ -19,6 +19,7 @@ from typing import Any
 
 from conveyor.core.inference_log import InferenceLogWriter
 from conveyor.core.rollout import Rollout, RolloutError, RolloutSpec
+from conveyor.core.scoring import decisions_agree
 from conveyor.serving.bodies import FeedbackBody, MalformedBody, decode_json, request_id_problem
 from conveyor.serving.controller import ACTIONS, RolloutController
 from conveyor.serving.deployment import CANARY, SHADOW, SLOTS, STABLE, Deployment, Slot, name_problem
@@ -178,7 +179,7 @@ class Gateway:
                 self._failed(deployment, slot, held, started, retry_exc)
                 return self._error(_prediction_failed(retry_exc), request_id)
         latency = time.perf_counter() - started
-        scores = output.scores()
+        scores = output.scores(held.model.contract)
         held.stats.record(latency, False, scores)
         self._count(deployment, slot, held, 200)
         self.metrics.latency.labels(deployment.name, slot, held.model.version).observe(latency)
@@ -186,10 +187,11 @@ class Gateway:
         for value in scores:
             score_hist.observe(value)
         row_ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
-        self._remember(deployment.name, slot, row_ids, output)
+        decisions = output.decisions(held.model.contract)
+        self._remember(deployment.name, slot, row_ids, decisions)
         self._log(deployment, slot, held.model, columns, row_ids, output)
         if deployment.mirror():
-            self._mirror(deployment, columns, rows, row_ids, output)
+            self._mirror(deployment, columns, rows, row_ids, decisions)
         return Scored(
             200,
             answer,
@@ -242,10 +244,10 @@ class Gateway:
     def _error(exc: GatewayError, request_id: str) -> Scored:
         return Scored(exc.status, json.dumps(exc.body()).encode(), {"x-request-id": request_id})
 
-    def _remember(self, deployment: str, slot: str, row_ids: list[str], output: BatchOutput) -> None:
+    def _remember(self, deployment: str, slot: str, row_ids: list[str], decisions: list[Any]) -> None:
         """Recent decisions by row id, so labels posted to /feedback score each slot online."""
-        for row_id, label in zip(row_ids, output.labels(), strict=False):
-            self._recent[row_id] = (deployment, slot, label)
+        for row_id, decision in zip(row_ids, decisions, strict=False):
+            self._recent[row_id] = (deployment, slot, decision)
         while len(self._recent) > 100_000:
             self._recent.popitem(last=False)
 
@@ -273,21 +275,23 @@ class Gateway:
         )
 
     def _mirror(
-        self, deployment: Deployment, columns: Columns, rows: int, row_ids: list, answer: BatchOutput
+        self, deployment: Deployment, columns: Columns, rows: int, row_ids: list, answered: list[Any]
     ) -> None:
         """Copy a request to the shadow without the caller ever waiting for it or seeing its answer."""
         if len(self._shadow_tasks) >= self.config.max_shadow_in_flight:
             deployment.shadow.skipped += 1
             return
         task = asyncio.get_running_loop().create_task(
-            self._shadow(deployment, columns, rows, row_ids, answer)
+            self._shadow(deployment, columns, rows, row_ids, answered)
         )
         self._shadow_tasks.add(task)
         task.add_done_callback(self._shadow_tasks.discard)
 
     async def _shadow(
-        self, deployment: Deployment, columns: Columns, rows: int, row_ids: list, answer: BatchOutput
+        self, deployment: Deployment, columns: Columns, rows: int, row_ids: list, answered: list[Any]
     ) -> None:
+        """Score a mirrored request on the shadow; its decisions are compared with ``answered``,
+        the decisions the caller got."""
         held = deployment.slots.get(SHADOW)
         if held is None:
             return
@@ -306,19 +310,21 @@ class Gateway:
             return
         latency = time.perf_counter() - started
         stats.latencies_s.append(latency)
-        held.stats.record(latency, False, output.scores())
+        held.stats.record(latency, False, output.scores(held.model.contract))
         self.metrics.requests.labels(deployment.name, SHADOW, held.model.version, "200").inc()
         self.metrics.latency.labels(deployment.name, SHADOW, held.model.version).observe(latency)
-        pairs = list(zip(output.labels(), answer.labels(), strict=False))
+        contract = held.model.contract
+        pairs = list(zip(output.decisions(contract), answered, strict=False))
         stats.compared_rows += len(pairs)
-        stats.agreed_rows += sum(a == b for a, b in pairs)
+        stats.agreed_rows += sum(decisions_agree(contract, a, b) for a, b in pairs)
         if stats.agreement is not None:
             self.metrics.shadow_agreement.labels(deployment.name).set(stats.agreement)
         self._log(deployment, SHADOW, held.model, columns, row_ids, output)
 
     # ---- feedback ----------------------------------------------------------------------------
     def feedback(self, body: FeedbackBody) -> dict[str, int]:
-        """Labels for answered rows: logged, and counted into the online accuracy of the answering slot."""
+        """Labels for answered rows: logged, and kept with the answering slot's decision for its
+        online metric."""
         ids, labels, matched = body.request_ids, body.labels, 0
         for row_id, label in zip(ids, labels, strict=True):
             seen = self._recent.get(row_id)
@@ -327,7 +333,7 @@ class Gateway:
             deployment = self.deployments.get(seen[0])
             held = deployment.slots.get(seen[1]) if deployment else None
             if held is not None:
-                held.stats.record_label(int(seen[2]) == label)
+                held.stats.record_label(seen[2], label)
                 matched += 1
         if self.log is not None:
             self.log.append_feedback({"request_id": ids, "label": labels})

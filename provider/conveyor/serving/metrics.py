@@ -89,7 +89,7 @@ class GatewayMetrics:
         )
         self.score = Histogram(
             "conveyor_prediction_score",
-            "Distribution of delay_probability per slot and version.",
+            "Distribution of the score column of each version's contract, per slot and version.",
             labels,
             buckets=SCORE_BUCKETS,
             registry=self.registry,

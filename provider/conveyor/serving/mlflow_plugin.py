@@ -1,6 +1,6 @@
 """MLflow deployments plugin, target ``conveyor``: MLflow's CLI and API drive a Conveyor gateway.
 
-``mlflow deployments create -t conveyor --name flights -m models:/flight_delays@champion`` loads
+``mlflow deployments create -t conveyor --name my-model -m models:/my_model@champion`` loads
 a first version; ``update`` rolls a new one out with a traffic strategy, chosen through ``-C``:
 
     -C strategy=canary|blue_green|shadow  -C steps=10,50,100  -C interval_s=30  -C count=3
@@ -34,7 +34,7 @@ _ANALYSIS_KEYS = {
     "max_p95_latency_ratio": float,
     "max_p95_latency_s": float,
     "max_score_shift": float,
-    "max_accuracy_drop": float,
+    "max_online_degradation": float,
 }
 _ROLLOUT_KEYS = {"strategy": str, "steps": str, "shadow_fraction": float, "keep_previous_s": float}
 _CLIENT_KEYS = {"wait": str, "timeout": float}

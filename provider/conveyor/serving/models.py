@@ -12,13 +12,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from conveyor.core.contract import ModelContract
 from conveyor.serving.schema import Columns, InputSchema, frame_without_schema
 
 log = logging.getLogger(__name__)
 
 _REGISTRY_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-SCORE_COLUMN = "delay_probability"
-LABEL_COLUMN = "delayed"
 
 
 class ModelLoadError(RuntimeError):
@@ -67,19 +66,27 @@ class BatchOutput:
         except ValueError:
             return None
 
-    def scores(self) -> list[float]:
-        """The number that metrics, analysis and drift watch: ``delay_probability`` or the output."""
-        values = self.column(SCORE_COLUMN) if self.columns else self.values[0]
+    def scores(self, contract: ModelContract | None) -> list[float]:
+        """The number that metrics, analysis and drift watch: the contract's score column, or
+        the output itself when a model without a contract returns one value per row."""
+        if contract is not None:
+            values = self.column(contract.outputs.score)
+        else:
+            values = None if self.columns else self.values[0]
         if values is None:
             return []
         return [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
 
-    def labels(self) -> list[Any]:
-        """The decision compared between versions (shadow agreement, online accuracy)."""
-        labels = self.column(LABEL_COLUMN)
-        if labels is not None:
-            return labels
-        return [int(s >= 0.5) for s in self.scores()]
+    def decisions(self, contract: ModelContract | None) -> list[Any]:
+        """What is compared with the truth and between versions (online metric, shadow
+        agreement): the decision column of a classifier (a binary one without it: score >= 0.5),
+        the predicted value of a regressor; nothing without a contract."""
+        if contract is None:
+            return []
+        if contract.outputs.decision is not None:
+            return self.column(contract.outputs.decision) or []
+        scores = self.scores(contract)
+        return [int(s >= 0.5) for s in scores] if contract.task == "binary_classification" else scores
 
     def as_log_columns(self) -> dict[str, list[Any]]:
         if self.columns is None:
@@ -111,20 +118,30 @@ class LoadedModel:
     version: str
     pyfunc: Any
     schema: InputSchema | None
+    contract: ModelContract | None = None
     loaded_at: float = field(default_factory=time.time)
     load_seconds: float = 0.0
 
     @classmethod
     def load(cls, uri: str) -> LoadedModel:
-        """Load by registry URI and answer one warm-up request; any failure is a ``ModelLoadError``."""
+        """Load by registry URI and answer one warm-up request; any failure is a ``ModelLoadError``.
+
+        A registered version brings its contract (what its score and decision are); one without
+        is refused, since its metrics, canary analysis and monitoring would guess. Other URIs
+        (``runs:/``, paths) are served without one: predictions only, no score metrics.
+        """
         import mlflow.pyfunc
+        from mlflow import MlflowClient
+
+        from conveyor.core.contract import version_contract
 
         started = time.perf_counter()
         try:
             name, version, resolved = resolve(uri)
+            contract = version_contract(MlflowClient(), name, version) if name else None
             pyfunc = mlflow.pyfunc.load_model(resolved)
             schema = InputSchema.from_mlflow(pyfunc.metadata.get_input_schema())
-            model = cls(uri=uri, name=name, version=version, pyfunc=pyfunc, schema=schema)
+            model = cls(uri=uri, name=name, version=version, pyfunc=pyfunc, schema=schema, contract=contract)
             model.warm_up()
         except Exception as exc:
             raise ModelLoadError(f"cannot load {uri}: {type(exc).__name__}: {exc}") from exc
@@ -175,6 +192,7 @@ class LoadedModel:
             "loaded_at": self.loaded_at,
             "load_seconds": round(self.load_seconds, 3),
             "fast_path": self.fast,
+            "task": self.contract.task if self.contract else None,
             "inputs": [f.__dict__ for f in self.schema.fields] if self.schema else None,
         }
 

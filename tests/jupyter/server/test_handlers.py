@@ -62,7 +62,14 @@ def test_config_shows_where_things_are_but_never_the_password(fetch, conveyor_en
     data = json.loads(fetch("config").body)
     assert data["airflow_url"] == conveyor_env["CONVEYOR_AIRFLOW_URL"]
     assert data["airflow_version"].startswith("3.")
-    assert set(data) == {"airflow_url", "username", "mlflow_uri", "kedro_project", "airflow_version"}
+    assert set(data) == {
+        "airflow_url",
+        "username",
+        "mlflow_uri",
+        "kedro_project",
+        "model_name",
+        "airflow_version",
+    }
 
 
 def test_dag_params_become_form_specs(fetch):

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conveyor.local.process import free_port, log_tail, start_group, stop_group, wait_http
+from tests.support.models import PROJECT
 
 pytestmark = pytest.mark.integration
 
@@ -41,6 +42,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory, jupyter_airflow, mlflow_server
         "CONVEYOR_AIRFLOW_USERNAME": jupyter_airflow.username,
         "CONVEYOR_AIRFLOW_PASSWORD": jupyter_airflow.password,
         "MLFLOW_TRACKING_URI": mlflow_server.url,
+        # The panel shows this project's model (its conveyor.yml) when no model is set.
+        "CONVEYOR_KEDRO_PROJECT": str(PROJECT),
         "JUPYTER_CONFIG_DIR": str(root / ".jupyter"),
         "JUPYTER_RUNTIME_DIR": str(root / ".runtime"),
     }
@@ -149,7 +152,7 @@ def test_models_tab_compares_champion_and_challenger_and_drift_tab_shows_the_plo
     from tests.support.models import register_flight_model
 
     client = MlflowClient(mlflow_server.url)
-    # The panel's default model (setting ``modelName``): two real versions, one per alias.
+    # The project's model, which the panel shows by default: two real versions, one per alias.
     champion = register_flight_model(mlflow_server.url, "flight_delays", alias="champion")
     challenger = register_flight_model(mlflow_server.url, "flight_delays", alias="challenger", seed=3)
     auc = {mv.version: client.get_run(mv.run_id).data.metrics["roc_auc"] for mv in (champion, challenger)}

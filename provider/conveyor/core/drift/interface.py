@@ -25,21 +25,10 @@ CATEGORICAL = "categorical"
 UNSEEN = "__unseen__"
 STATE_FILE = "conveyor_drift.json"
 REFERENCE_FILE = "reference.npz"
-# Columns of a reference sample or an inference-log window that are never model inputs.
+# Columns the inference log adds to every window, which are never model inputs. A model's own
+# label and outputs are named by its contract; callers that have one drop them before fitting.
 NON_FEATURE_COLUMNS = frozenset(
-    {
-        "delayed",
-        "label",
-        "label_ts",
-        "time_hour",
-        "ts",
-        "request_id",
-        "deployment",
-        "slot",
-        "model_name",
-        "model_version",
-        "delay_probability",
-    }
+    {"label", "label_ts", "ts", "request_id", "deployment", "slot", "model_name", "model_version"}
 )
 PSI_BINS = 10
 PSI_EPSILON = 1e-4
@@ -241,9 +230,15 @@ class FeatureSchema:
         categorical: tuple[str, ...] | list[str] | None = None,
     ) -> FeatureSchema:
         """Explicit lists win; otherwise numeric dtypes are numeric and the rest categorical,
-        skipping label, timestamps, ids and model outputs (``NON_FEATURE_COLUMNS``)."""
+        skipping timestamps and the log's bookkeeping columns (``NON_FEATURE_COLUMNS``)."""
         if numeric is None and categorical is None:
-            candidates = [c for c in reference.columns if c not in NON_FEATURE_COLUMNS]
+            candidates = [
+                c
+                for c in reference.columns
+                if c not in NON_FEATURE_COLUMNS
+                and not pd.api.types.is_datetime64_any_dtype(reference[c])
+                and not pd.api.types.is_timedelta64_dtype(reference[c])
+            ]
             numeric = [
                 c
                 for c in candidates

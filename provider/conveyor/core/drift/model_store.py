@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from conveyor.core.contract import ContractError, ModelContract, version_contract
 from conveyor.core.drift import DriftConfig, DriftDetector, build_detector, load_detector
 from conveyor.core.drift.interface import DriftDetectorLoadError, DriftInputError
+from conveyor.core.scoring import UnscorableModelError, checked_outputs
 from conveyor.core.tracking import read_frame_artifact
 
 if TYPE_CHECKING:
@@ -38,7 +40,6 @@ DETECTOR_TAG = "conveyor.drift.detector"
 FEATURES = "features"
 PREDICTIONS = "predictions"
 TARGETS = (FEATURES, PREDICTIONS)
-SCORE_COLUMN = "delay_probability"
 
 
 def detector_artifact_path(target: str, config: DriftConfig) -> str:
@@ -122,17 +123,35 @@ def model_detector(
 def _build(
     client: MlflowClient, model_name: str, version: str, run_id: str, target: str, config: DriftConfig
 ) -> DriftDetector:
-    """Fit on the run's reference sample (for predictions: the version's scores on it)."""
+    """Fit on the run's reference sample: its input columns (the contract's label and outputs are
+    not inputs), or for predictions the version's own scores on it (the contract's score column)."""
+    contract = model_contract(client, model_name, version)
     reference = load_reference_sample(client, run_id)
+    not_inputs = [c for c in (contract.label, *contract.outputs.required) if c in reference.columns]
+    inputs = reference.drop(columns=not_inputs)
     log.info("drift: building a %s detector from %d reference rows", target, len(reference))
     if target == PREDICTIONS:
         from conveyor.core.gate import load_version_model
 
         model = load_version_model(client, model_name, version)
-        scores = model.predict(reference.drop(columns=[c for c in ("delayed",) if c in reference]))
-        reference = pd.DataFrame({SCORE_COLUMN: scores[SCORE_COLUMN].to_numpy(dtype=float)})
-        return build_detector(reference, config, numeric=(SCORE_COLUMN,), categorical=())
-    return build_detector(reference, config)
+        score = contract.outputs.score
+        try:
+            outputs = checked_outputs(contract, model.predict(inputs), len(inputs))
+        except UnscorableModelError as exc:
+            raise DriftInputError(
+                f"{model_name} v{version} on its own reference sample: {exc}; no prediction detector"
+            ) from None
+        scores = pd.DataFrame({score: outputs[score].to_numpy(dtype=float)})
+        return build_detector(scores, config, numeric=(score,), categorical=())
+    return build_detector(inputs, config)
+
+
+def model_contract(client: MlflowClient, model_name: str, version: str) -> ModelContract:
+    """The version's contract; a version without one cannot be monitored (``DriftInputError``)."""
+    try:
+        return version_contract(client, model_name, version)
+    except ContractError as exc:
+        raise DriftInputError(f"cannot build a drift detector: {exc}") from None
 
 
 def reference_metrics(client: MlflowClient, run_id: str, metrics: tuple[str, ...]) -> dict[str, float]:

@@ -16,8 +16,14 @@ import pandas as pd
 
 from conveyor.core import inference_log, metrics_export
 from conveyor.core.drift import DriftConfig
-from conveyor.core.drift.model_store import FEATURES, PREDICTIONS, model_detector, reference_metrics
-from conveyor.core.drift.performance import DEFAULT_METRICS, check_performance, performance_over_time
+from conveyor.core.drift.model_store import (
+    FEATURES,
+    PREDICTIONS,
+    model_contract,
+    model_detector,
+    reference_metrics,
+)
+from conveyor.core.drift.performance import check_performance, monitored_metrics, performance_over_time
 from conveyor.core.drift.report import (
     drift_report_html,
     figure_png,
@@ -186,9 +192,9 @@ def performance_check(
     log_url: str,
     window: Window,
     labels_until: datetime | str | pd.Timestamp | None = None,
-    min_metrics: dict[str, float] | None = None,
+    thresholds: dict[str, float] | None = None,
     tolerance: float = 0.05,
-    metrics: tuple[str, ...] = DEFAULT_METRICS,
+    metrics: tuple[str, ...] | None = None,
     min_labelled: int = 200,
     slot: str | None = None,
     freq: str = "1D",
@@ -196,7 +202,10 @@ def performance_check(
     pushgateway_url: str | None = None,
     storage_options: dict | None = None,
 ) -> dict[str, Any]:
-    """Join the window's predictions with labels (arriving up to ``labels_until``) and score them."""
+    """Join the window's predictions with labels (arriving up to ``labels_until``) and score them
+    under the version's contract (its metrics and, by default, its gate thresholds)."""
+    contract = model_contract(client, model_name, model_version)
+    metrics = monitored_metrics(contract, metrics)
     predictions = read_window(log_url, window, model_version, slot, storage_options=storage_options)
     feedback = inference_log.read_feedback(
         log_url, window.start, labels_until or pd.Timestamp.now(tz="UTC"), storage_options=storage_options
@@ -206,8 +215,9 @@ def performance_check(
     reference = reference_metrics(client, run_id_of_version, metrics)
     result = check_performance(
         labelled,
+        contract,
         reference=reference,
-        min_metrics=min_metrics,
+        thresholds=thresholds,
         tolerance=tolerance,
         metrics=metrics,
         min_labelled=min_labelled,
@@ -222,9 +232,9 @@ def performance_check(
         result.degraded,
         "; ".join(result.reasons),
     )
-    timeline = performance_over_time(labelled, freq=freq, metrics=metrics)
+    timeline = performance_over_time(labelled, contract, freq=freq, metrics=metrics)
     report = {"window": window.to_dict(), **result.to_dict(), "timeline": _timeline_json(timeline)}
-    fig = plot_performance_over_time(timeline, reference, result.min_metrics)
+    fig = plot_performance_over_time(timeline, reference, result.thresholds)
     run_id = record_run(
         client,
         kind=PERFORMANCE,

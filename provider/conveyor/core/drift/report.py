@@ -87,9 +87,9 @@ def _decorate(ax: Any, feature: Any) -> None:
 def plot_performance_over_time(
     timeline: pd.DataFrame,
     reference: dict[str, float | None] | None = None,
-    min_metrics: dict[str, float] | None = None,
+    thresholds: dict[str, float] | None = None,
 ) -> Figure:
-    """Metrics per period with the training reference (dashed) and the floors (dotted)."""
+    """Metrics per period with the training reference (dashed) and the thresholds (dotted)."""
     metrics = [c for c in timeline.columns if c not in ("period", "n")]
     fig, axes = _figure(1, 1, 9, 3.5)
     ax = axes[0]
@@ -100,8 +100,10 @@ def plot_performance_over_time(
             ax.axhline(
                 reference[metric], color=color, linestyle="--", linewidth=1, label=f"{metric} reference"
             )
-        if min_metrics and metric in min_metrics:
-            ax.axhline(min_metrics[metric], color=color, linestyle=":", linewidth=1, label=f"{metric} floor")
+        if thresholds and metric in thresholds:
+            ax.axhline(
+                thresholds[metric], color=color, linestyle=":", linewidth=1, label=f"{metric} threshold"
+            )
     ax.set_ylabel("metric on labelled feedback")
     ax.set_title("Model performance over time")
     ax.legend(fontsize=7, ncols=3)

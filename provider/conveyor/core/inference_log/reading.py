@@ -113,5 +113,9 @@ def join_feedback(predictions: pd.DataFrame, feedback: pd.DataFrame) -> pd.DataF
         .rename(columns={"ts": "label_ts"})
     )
     joined = predictions.merge(latest, on="request_id", how="inner")
-    joined["label"] = joined["label"].astype("int64")
+    # Files of class ids and of regression targets may mix: integers stay integers, any
+    # fractional label makes the column float, and nothing is truncated.
+    labels = pd.to_numeric(joined["label"])
+    integral = labels.notna().all() and bool((labels == labels.round()).all())
+    joined["label"] = labels.astype("int64") if integral and len(labels) else labels
     return joined
