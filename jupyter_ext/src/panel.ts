@@ -411,7 +411,7 @@ export class ConveyorPanel extends Widget {
       const versions = h(
         'table',
         { class: 'jp-Conveyor-versions' },
-        h('tr', {}, ...['version', 'aliases', 'gate', 'metrics'].map(c => h('th', {}, this.trans.__(c)))),
+        h('tr', {}, ...['version', 'aliases', 'gate', 'metrics', 'task'].map(c => h('th', {}, this.trans.__(c)))),
         ...s.versions.map((v: any) =>
           h(
             'tr',
@@ -425,7 +425,9 @@ export class ConveyorPanel extends Widget {
               Object.entries(v.metrics)
                 .map(([k, m]) => `${k}=${Number(m).toPrecision(4)}`)
                 .join(', ')
-            )
+            ),
+            // The version's own contract says what its numbers mean; none: registered without one.
+            h('td', { class: 'jp-Conveyor-task' }, v.contract ? v.contract.task || v.contract.error : '–')
           )
         )
       );
@@ -441,7 +443,7 @@ export class ConveyorPanel extends Widget {
             h('td', {}, c.metric),
             h('td', {}, fmt(c.champion)),
             h('td', {}, fmt(c.challenger)),
-            h('td', {}, fmt(c.delta))
+            h('td', improvement(c), fmt(c.delta))
           )
         )
       );
@@ -493,4 +495,15 @@ export class ConveyorPanel extends Widget {
   private readonly _formNode = h('div', { class: 'jp-Conveyor-form-holder' });
   private readonly _modelsNode = h('div', { class: 'jp-Conveyor-models' });
   private readonly _driftNode = h('div', { class: 'jp-Conveyor-drift' });
+}
+
+/** Whether a champion-to-challenger change is good news, by the metric's direction (RMSE falls). */
+function improvement(c: { delta: number | null; higher_is_better: boolean | null }): Record<string, string> {
+  if (c.delta === null || c.delta === undefined || c.higher_is_better === null || c.higher_is_better === undefined) {
+    return {};
+  }
+  if (c.delta === 0) {
+    return { 'data-better': 'same' };
+  }
+  return { 'data-better': String(c.delta > 0 === c.higher_is_better) };
 }

@@ -167,6 +167,12 @@ def test_models_tab_compares_champion_and_challenger_and_drift_tab_shows_the_plo
     assert float(shown_delta) == pytest.approx(auc[challenger.version] - auc[champion.version], abs=1e-4)
     aliases = page.locator(f'.jp-Conveyor-versions tr[data-version="{champion.version}"] td').nth(1)
     assert "champion" in aliases.inner_text()
+    # The version's contract names its task; the change is judged by the metric's direction.
+    task = page.locator(f'.jp-Conveyor-versions tr[data-version="{champion.version}"] td.jp-Conveyor-task')
+    assert task.inner_text() == "binary_classification"
+    delta = auc[challenger.version] - auc[champion.version]
+    better = "same" if delta == 0 else str(delta > 0).lower()
+    assert row.locator("td").nth(3).get_attribute("data-better") == better
     page.screenshot(path=artifacts_dir / "08-models-champion-vs-challenger.png")
 
     page.locator('button[data-tab="drift"]').click()
