@@ -54,6 +54,17 @@ class SlotStats:
         """A labelled row: what this slot decided and what turned out true."""
         self._labels.append((time.monotonic(), decision, truth))
 
+    def online(self, metric: str | None) -> dict[str, Any] | None:
+        """The slot's online metric over every label it kept, for the deployment view."""
+        if metric is None:
+            return None
+        values = [online_value(metric, d, y) for _, d, y in self._labels]
+        return {
+            "metric": metric,
+            "labelled": len(values),
+            "value": sum(values) / len(values) if values else None,
+        }
+
     def sample(self, since: float, online_metric: str | None = None) -> SlotSample:
         """Everything recorded at or after ``since`` (a ``time.monotonic()`` value), labelled rows
         scored by ``online_metric``: the canary's metric, so both slots are judged alike."""
@@ -202,7 +213,14 @@ class Deployment:
         return {
             "name": self.name,
             "slots": {
-                slot: {**held.model.describe(), "weight": weights[slot][1], "batches": held.batcher.batches}
+                slot: {
+                    **held.model.describe(),
+                    "weight": weights[slot][1],
+                    "batches": held.batcher.batches,
+                    "online": held.stats.online(
+                        held.model.contract and held.model.contract.canary.online_metric
+                    ),
+                }
                 for slot, held in self.slots.items()
             },
             "canary_weight": self.canary_weight,
