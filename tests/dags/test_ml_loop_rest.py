@@ -188,7 +188,7 @@ def test_a_backfill_trains_one_version_per_month_and_hands_nothing_to_ml_cd(
     versions_before = _versions(mlflow_server)
     champion_before = _champion(mlflow_server)
     cd_runs_before = len(_cd_runs(dags))
-    quick = {"max_rows": 2000, "max_epochs": 3, "min_roc_auc": 0.5, "auc_tolerance": 1.0}
+    quick = {"max_rows": 2000, "max_epochs": 3, "min_roc_auc": 0.5, "roc_auc_tolerance": 1.0}
     backfill = dags.create_backfill(
         "ml_ci", "2013-01-01T00:00:00Z", "2013-03-01T00:00:00Z", max_active_runs=2, dag_run_conf=quick
     )
@@ -257,7 +257,7 @@ def test_a_canary_that_fails_its_analysis_is_restored_and_the_run_ends_failed(
     champion_before = _champion(mlflow_server)
     cd_runs_before = {r["dag_run_id"] for r in _cd_runs(dags)}
     conf = {"partitions": "2013-03", "max_rows": 2000, "max_epochs": 3, "min_roc_auc": 0.5}
-    ci = dags.trigger_dag_run("ml_ci", {**conf, "auc_tolerance": 1.0, "decision_threshold": 0.05})
+    ci = dags.trigger_dag_run("ml_ci", {**conf, "roc_auc_tolerance": 1.0, "decision_threshold": 0.05})
     ci = dags.wait_for_run("ml_ci", ci["dag_run_id"], timeout=600)
     assert ci["state"] == "success", _states(dags, "ml_ci", ci["dag_run_id"])
     version = dags.xcom("ml_ci", ci["dag_run_id"], "publish_challenger")["version"]
