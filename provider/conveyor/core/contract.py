@@ -223,8 +223,10 @@ class ModelContract:
             raise ContractError(f"{path}: no such file; `conveyor init` writes one") from None
         try:
             data = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ContractError(f"{path}: not valid YAML: {exc}") from None
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+            # PyYAML's own constructors fail with plain errors on some scalars it accepts as
+            # tokens (timestamps with second-resolution offsets): still a file that does not load.
+            raise ContractError(f"{path}: not valid YAML: {type(exc).__name__}: {exc}") from None
         return cls.from_mapping(data, source=str(path), extra_sections=extra_sections)
 
 
