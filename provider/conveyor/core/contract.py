@@ -178,24 +178,24 @@ class ModelContract:
         ``extra_sections`` are top-level keys another part owns (``PROJECT_SECTIONS``): kept as
         they are in ``extra``, not validated here.
         """
-        top = _section(
+        top = section(
             data, "", {"model", "gate", "canary", *extra_sections}, source, required={"model", "gate"}
         )
-        model = _section(
+        model = section(
             top["model"],
             "model",
             {"name", "task", "label", "outputs", "classes"},
             source,
             required={"name", "task", "label", "outputs"},
         )
-        name = _string(model["name"], "model.name", source)
+        name = string_field(model["name"], "model.name", source)
         if not _NAME.match(name):
             raise ContractError(
                 f"{source}: model.name {name[:40]!r} must start with a letter and hold only letters, "
                 "digits, '_' and '-' (at most 63): it becomes part of DAG ids, asset URIs and "
                 "deployment names"
             )
-        task = _string(model["task"], "model.task", source)
+        task = string_field(model["task"], "model.task", source)
         if task not in TASKS:
             raise ContractError(f"{source}: model.task {task[:40]!r} is not one of {', '.join(TASKS)}")
         label = _column(model["label"], "model.label", source)
@@ -206,7 +206,7 @@ class ModelContract:
                 f"{source}: model.label {label!r} is also an output column other than the decision; "
                 "the truth and the prediction would be confused"
             )
-        gate_section = _section(top["gate"], "gate", {"metrics"}, source, required={"metrics"})
+        gate_section = section(top["gate"], "gate", {"metrics"}, source, required={"metrics"})
         rules = _gate_rules(gate_section["metrics"], task, source)
         canary = _canary(top.get("canary", {}), task, source)
         extra = {k: top[k] for k in extra_sections if k in top}
@@ -258,9 +258,11 @@ def _where(path: str, source: str) -> str:
     return f"{source}: {path}" if path else source
 
 
-def _section(
+def section(
     value: Any, path: str, allowed: set[str], source: str, required: frozenset[str] | set[str] = frozenset()
 ) -> dict[str, Any]:
+    """``value`` as a mapping of ``allowed`` keys holding every ``required`` one. Public so every
+    owner of a conveyor.yml section (the DAG factory, the Kedro plugin) refuses with one voice."""
     if not isinstance(value, Mapping):
         raise ContractError(f"{_where(path, source)} must be a mapping, got {type(value).__name__}")
     keys = {k for k in value if not isinstance(k, str)}
@@ -277,14 +279,15 @@ def _section(
     return dict(value)
 
 
-def _string(value: Any, path: str, source: str) -> str:
+def string_field(value: Any, path: str, source: str) -> str:
+    """A non-empty string at ``path``, or a ``ContractError`` naming it."""
     if not isinstance(value, str) or not value.strip():
         raise ContractError(f"{source}: {path} must be a non-empty string, got {_show(value)}")
     return value
 
 
 def _column(value: Any, path: str, source: str) -> str:
-    name = _string(value, path, source)
+    name = string_field(value, path, source)
     if len(name) > _COLUMN_MAX or name != name.strip():
         raise ContractError(
             f"{source}: {path} {name[:40]!r} is not a column name "
@@ -302,7 +305,8 @@ def _string_list(value: Any, path: str, source: str) -> list[str]:
     return items
 
 
-def _number(value: Any, path: str, source: str, minimum: float | None = None) -> float:
+def number_field(value: Any, path: str, source: str, minimum: float | None = None) -> float:
+    """A finite number (not a bool) at ``path``, at least ``minimum``, or a ``ContractError``."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ContractError(f"{source}: {path} must be a finite number, got {_show(value)}")
     if minimum is not None and value < minimum:
@@ -315,9 +319,7 @@ def _show(value: Any) -> str:
 
 
 def _outputs(value: Any, task: str, classes: tuple[str, ...], source: str) -> Outputs:
-    body = _section(
-        value, "model.outputs", {"score", "decision", "probabilities"}, source, required={"score"}
-    )
+    body = section(value, "model.outputs", {"score", "decision", "probabilities"}, source, required={"score"})
     score = _column(body["score"], "model.outputs.score", source)
     decision = _column(body["decision"], "model.outputs.decision", source) if "decision" in body else None
     probabilities = tuple(_string_list(body.get("probabilities", []), "model.outputs.probabilities", source))
@@ -361,7 +363,7 @@ def _gate_rules(value: Any, task: str, source: str) -> tuple[GateRule, ...]:
                 f"{source}: gate.metrics.{misfit[0][:40]} does not fit {task} "
                 f"(its metrics: {', '.join(known)})"
             )
-    body = _section(value, "gate.metrics", set(known), source)
+    body = section(value, "gate.metrics", set(known), source)
     if not body:
         raise ContractError(
             f"{source}: gate.metrics needs at least one metric (for {task}: {', '.join(known)})"
@@ -369,24 +371,26 @@ def _gate_rules(value: Any, task: str, source: str) -> tuple[GateRule, ...]:
     rules = []
     for metric, spec in body.items():
         path = f"gate.metrics.{metric}"
-        rule = _section(spec if spec is not None else {}, path, {"threshold", "tolerance"}, source)
+        rule = section(spec if spec is not None else {}, path, {"threshold", "tolerance"}, source)
         if not rule:
             raise ContractError(f"{source}: {path} sets neither threshold nor tolerance")
-        threshold = _number(rule["threshold"], f"{path}.threshold", source) if "threshold" in rule else None
+        threshold = (
+            number_field(rule["threshold"], f"{path}.threshold", source) if "threshold" in rule else None
+        )
         tolerance = (
-            _number(rule["tolerance"], f"{path}.tolerance", source, 0) if "tolerance" in rule else None
+            number_field(rule["tolerance"], f"{path}.tolerance", source, 0) if "tolerance" in rule else None
         )
         rules.append(GateRule(metric, known[metric], threshold, tolerance))
     return tuple(rules)
 
 
 def _canary(value: Any, task: str, source: str) -> Canary:
-    body = _section(value, "canary", {"online_metric", "max_degradation"}, source)
+    body = section(value, "canary", {"online_metric", "max_degradation"}, source)
     online = ONLINE_METRICS[task]
-    metric = _string(body.get("online_metric", DEFAULT_ONLINE[task]), "canary.online_metric", source)
+    metric = string_field(body.get("online_metric", DEFAULT_ONLINE[task]), "canary.online_metric", source)
     if metric not in online:
         raise ContractError(
             f"{source}: canary.online_metric {metric[:40]!r} does not fit {task} (use {', '.join(online)})"
         )
-    degradation = _number(body.get("max_degradation", 0.05), "canary.max_degradation", source, 0)
+    degradation = number_field(body.get("max_degradation", 0.05), "canary.max_degradation", source, 0)
     return Canary(metric, online[metric], degradation)

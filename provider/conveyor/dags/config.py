@@ -23,7 +23,7 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from conveyor.core.contract import METRICS, ContractError, ModelContract, _number, _section, _string
+from conveyor.core.contract import METRICS, ContractError, ModelContract, number_field, section, string_field
 from conveyor.dags import metrics
 
 SECTION = "airflow"
@@ -154,7 +154,7 @@ class AirflowConfig:
 
     @classmethod
     def from_contract(cls, contract: ModelContract, source: str) -> AirflowConfig:
-        top = _section(
+        top = section(
             contract.extra.get(SECTION, {}),
             SECTION,
             {"prefix", "timezone", "connections", "ci", "cd", "monitor"},
@@ -244,14 +244,14 @@ def load(conveyor_yml: str | Path, prefix: bool | None = None) -> DagSpec:
 
 def _connections(value: Any, source: str) -> Connections:
     path = f"{SECTION}.connections"
-    body = _section(value, path, {"mlflow", "kedro", "gateway"}, source)
+    body = section(value, path, {"mlflow", "kedro", "gateway"}, source)
     ids = {key: _matching(v, f"{path}.{key}", source, _CONN_ID, "a connection id") for key, v in body.items()}
     return Connections(**ids)
 
 
 def _ci(value: Any, contract: ModelContract, timezone: str, source: str) -> Ci:
     path = f"{SECTION}.ci"
-    body = _section(
+    body = section(
         value,
         path,
         {"schedule", "start_date", "end_date", "max_active_runs", "partition", "data_gate", "params"},
@@ -279,10 +279,10 @@ def _ci(value: Any, contract: ModelContract, timezone: str, source: str) -> Ci:
 
 def _partition(value: Any, source: str) -> Partition:
     path = f"{SECTION}.ci.partition"
-    body = _section(
+    body = section(
         value, path, {"format", "default", "runtime_param"}, source, required={"format", "default"}
     )
-    fmt = _string(body["format"], f"{path}.format", source)
+    fmt = string_field(body["format"], f"{path}.format", source)
     one = _format_pattern(fmt, f"{path}.format", source)
     default = body["default"]
     if not isinstance(default, list) or not default:
@@ -374,7 +374,7 @@ def _kedro_params(
         _matching(name, where, source, _PARAM_NAME, "a lowercase identifier")
         if name in taken:
             raise ContractError(f"{source}: {where}: the form already has a field {name!r}")
-        body = _section(
+        body = section(
             spec,
             where,
             {"runtime_param", "type", "description", "minimum", "maximum", "default"},
@@ -399,7 +399,7 @@ def _kedro_params(
                     body["runtime_param"], f"{where}.runtime_param", source, _DOTTED, "a parameter path"
                 ),
                 type=kind,  # type: ignore[arg-type]
-                description=_string(body["description"], f"{where}.description", source),
+                description=string_field(body["description"], f"{where}.description", source),
                 minimum=low,
                 maximum=high,
                 default=default,
@@ -417,7 +417,7 @@ def _bound(value: Any, path: str, source: str, minimum: float | None = None) -> 
     """A number or null, kept whole when written whole (an integer field's bounds, a count)."""
     if value is None:
         return None
-    number = _number(value, path, source, minimum)
+    number = number_field(value, path, source, minimum)
     return value if isinstance(value, int) else number
 
 
@@ -441,14 +441,14 @@ def _gate_param_names(contract: ModelContract) -> set[str]:
 
 def _cd(value: Any, contract: ModelContract, source: str) -> Cd:
     path = f"{SECTION}.cd"
-    body = _section(
+    body = section(
         value,
         path,
         {"deployment", "strategy", "canary_steps", "analysis", "approval_timeout_hours", "infra_sample_rows"},
         source,
     )
     if "deployment" in body:
-        deployment = _string(body["deployment"], f"{path}.deployment", source)
+        deployment = string_field(body["deployment"], f"{path}.deployment", source)
     else:
         deployment = contract.name.lower().replace("_", "-")
     if not DEPLOYMENT_NAME.fullmatch(deployment):
@@ -490,14 +490,14 @@ def _steps(value: Any, path: str, source: str) -> tuple[int, ...]:
 def _analysis(value: Any, path: str, source: str) -> Mapping[str, float | None] | None:
     if value is None:
         return None
-    body = _section(value, path, set(ANALYSIS_SETTINGS), source)
+    body = section(value, path, set(ANALYSIS_SETTINGS), source)
     # Whole numbers stay whole: ``count`` and the limits are counts.
     return {key: _bound(v, f"{path}.{key}", source, 0) for key, v in body.items()}
 
 
 def _monitor(value: Any, contract: ModelContract, timezone: str, ci_start: datetime, source: str) -> Monitor:
     path = f"{SECTION}.monitor"
-    body = _section(
+    body = section(
         value,
         path,
         {
@@ -549,8 +549,8 @@ def _thresholds(value: Any, contract: ModelContract, path: str, source: str) -> 
                 f"{source}: {path}.{misfit[0][:40]} does not fit {contract.task} "
                 f"(its metrics: {', '.join(known)})"
             )
-    body = _section(value, path, set(known), source)
-    return {metric: _number(v, f"{path}.{metric}", source) for metric, v in body.items()}
+    body = section(value, path, set(known), source)
+    return {metric: number_field(v, f"{path}.{metric}", source) for metric, v in body.items()}
 
 
 # ---- values -----------------------------------------------------------------------------------
@@ -590,7 +590,7 @@ def _int(value: Any, path: str, source: str, low: float | None, high: float | No
 def _bounded(
     value: Any, path: str, source: str, low: float | None, high: float | None, exclusive_low: bool = False
 ) -> float:
-    number = _number(value, path, source)
+    number = number_field(value, path, source)
     if exclusive_low and low is not None and number <= low:
         raise ContractError(f"{source}: {path} must be > {low}, got {number}")
     _check_range(number, path, source, low, high)
@@ -608,7 +608,7 @@ def _cron(value: Any, path: str, source: str) -> str:
     from airflow.sdk import CronTriggerTimetable
     from croniter import croniter
 
-    text = _string(value, path, source)
+    text = string_field(value, path, source)
     expression = CronTriggerTimetable(text, timezone="UTC").expression  # presets resolved
     try:
         valid = croniter.is_valid(expression) and len(croniter(expression).expanded) == 5
