@@ -1,0 +1,34 @@
+"""Shared fixtures: rows made in ``bike_frames`` and the project's own configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import yaml
+from bike_frames import make_hours
+
+PROJECT = Path(__file__).parents[1]
+CONF = PROJECT / "conf" / "base"
+
+
+@pytest.fixture
+def hours() -> pd.DataFrame:
+    return make_hours()
+
+
+@pytest.fixture(scope="session")
+def suite() -> dict[str, Any]:
+    return json.loads((CONF / "gx" / "bikeshare_partition.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def parameters() -> dict[str, Any]:
+    """Every ``parameters*.yml`` of ``conf/base`` merged, as Kedro reads them."""
+    merged: dict[str, Any] = {}
+    for path in sorted(CONF.glob("parameters*.yml")):
+        merged.update(yaml.safe_load(path.read_text()))
+    return merged
