@@ -8,11 +8,11 @@ with the model (``code_paths``), so a server without this project installed stil
 from __future__ import annotations
 
 import tempfile
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.models.model import ModelInfo
@@ -22,6 +22,8 @@ from bike_rentals.regressor import DemandRegressor
 from bike_rentals.schema import INPUTS, INTEGER_INPUTS, PREDICTION, TEXT_INPUTS
 
 _WEIGHTS = "regressor"
+# What loading and running the model imports; this project itself travels as code.
+_SERVING_DISTRIBUTIONS = ("mlflow", "torch", "numpy", "pandas")
 
 
 def _input_type(column: str) -> str:
@@ -49,15 +51,9 @@ class BikeDemandModel(mlflow.pyfunc.PythonModel):
 
 
 def pip_requirements() -> list[str]:
-    """Pinned by hand: MLflow's inference would load the model in a subprocess on every log."""
-    import torch
-
-    return [
-        f"mlflow=={mlflow.__version__}",
-        f"torch=={torch.__version__.split('+')[0]}",
-        f"pandas=={pd.__version__}",
-        f"numpy=={np.__version__}",
-    ]
+    """The installed versions, declared: letting MLflow infer them would load the model in a
+    subprocess on every log. A local build label (``2.13.0+cpu``) is not a pip version."""
+    return [f"{name}=={metadata.version(name).split('+')[0]}" for name in _SERVING_DISTRIBUTIONS]
 
 
 def log_bike_model(model: DemandRegressor, input_example: pd.DataFrame, name: str = "model") -> ModelInfo:

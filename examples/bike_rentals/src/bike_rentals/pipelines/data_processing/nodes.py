@@ -62,7 +62,7 @@ def validate_partition(
     later node depends on the gate having passed."""
     label = partition_label(requested_months(partitions))
     report = validate_frame(rows, suite, dataset=f"bikeshare {label}", parameters=parameters)
-    logger.log(logging.INFO if report.success else logging.ERROR, "%s", report.to_text())
+    logger.log(logging.INFO if report.success else logging.ERROR, report.to_text())
     report.raise_for_critical()
     return rows, report.to_dict()
 
@@ -91,14 +91,11 @@ def build_model_input(rows: pd.DataFrame) -> pd.DataFrame:
     return model_input
 
 
-def split_model_input(
-    model_input: pd.DataFrame, params: dict[str, Any]
+def split_hours(
+    rows: pd.DataFrame, params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    splits = split_by_time(
-        model_input,
-        validation_fraction=float(params["validation_fraction"]),
-        test_fraction=float(params["test_fraction"]),
-    )
+    """Train, validation and held-out hours, in that order of time (``bike_rentals.splits``)."""
+    splits = split_by_time(rows, float(params["validation_fraction"]), float(params["test_fraction"]))
     logger.info(
         "Split by time: %d train (to %s), %d validation, %d held-out hours (from %s)",
         len(splits.train),
@@ -107,7 +104,7 @@ def split_model_input(
         len(splits.test),
         splits.test[TIMESTAMP].iloc[0],
     )
-    return splits.train, splits.validation, splits.test
+    return (splits.train, splits.validation, splits.test)
 
 
 def model_view(rows: pd.DataFrame) -> pd.DataFrame:
@@ -115,7 +112,7 @@ def model_view(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[[*INPUTS, LABEL]].reset_index(drop=True)
 
 
-def sample_reference(train: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
+def reference_rows(train: pd.DataFrame, params: dict[str, Any]) -> pd.DataFrame:
     """Training hours kept for drift detection (raw inputs + label): what the model knows as normal."""
     size = min(len(train), int(params["reference_sample_rows"]))
     sample = train.sample(n=size, random_state=int(params["seed"])).sort_index()

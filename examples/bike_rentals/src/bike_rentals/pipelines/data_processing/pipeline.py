@@ -32,17 +32,17 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(nodes.build_model_input, "validated_partition", "model_input", name="build_model_input"),
             Node(
-                nodes.split_model_input,
+                nodes.split_hours,
                 ["model_input", "params:data_processing"],
                 ["train_set", "validation_set", "test_set"],
-                name="split_model_input",
+                name="split_hours",
             ),
             Node(nodes.model_view, "test_set", "eval_set", name="held_out_rows"),
             Node(
-                nodes.sample_reference,
+                nodes.reference_rows,
                 ["train_set", "params:data_processing"],
                 "reference_sample",
-                name="sample_reference",
+                name="reference_rows",
             ),
         ]
     )
