@@ -4,10 +4,15 @@ learn it), passing the project's GX suite unless a test breaks them on purpose."
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
 from bike_rentals.schema import CATEGORIES, TIMESTAMP
+
+PROJECT = Path(__file__).parents[1]
+CONF = PROJECT / "conf" / "base"
 
 _WEATHER = CATEGORIES["weathersit"]
 # Commuter peaks on working days, a midday hump otherwise; riders per hour at full temperature.

@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 import yaml
-from bike_frames import make_hours
-
-PROJECT = Path(__file__).parents[1]
-CONF = PROJECT / "conf" / "base"
+from bike_frames import CONF, make_hours
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import CONF
+from bike_frames import CONF
 
 from bike_rentals.schema import LABEL, PREDICTION
 from conveyor.core.contract import ModelContract

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from bike_frames import make_hours
-from conftest import CONF
+from bike_frames import CONF, make_hours
 
 from bike_rentals.datasets import BikeshareMonths, DemandRegressorDataset
 from bike_rentals.pipelines.data_processing import nodes

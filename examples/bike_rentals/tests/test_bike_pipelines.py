@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from bike_frames import make_hours
-from conftest import PROJECT
+from bike_frames import PROJECT, make_hours
 
 from bike_rentals.pipelines.data_processing.nodes import model_view
 from bike_rentals.schema import INPUTS, LABEL, TIMESTAMP
