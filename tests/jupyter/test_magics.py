@@ -202,7 +202,9 @@ def test_models_and_drift_read_the_registry(ip, mlflow_server, tmp_path, monkeyp
         ip.run_line_magic("conveyor", "models")
     project = tmp_path / "project"
     (project / "conf" / "base").mkdir(parents=True)
-    (project / "conf" / "base" / "conveyor.yml").write_text(json.dumps(flight_contract(name).to_dict()))
+    (project / "conf" / "base" / "conveyor.yml").write_text(
+        json.dumps(flight_contract(name).to_dict(with_extra=False))
+    )
     monkeypatch.setenv("CONVEYOR_KEDRO_PROJECT", str(project))
     view = ip.run_line_magic("conveyor", "models")  # the project's own model
     rows = {v["version"]: v for v in view.summary["versions"]}

@@ -3,6 +3,7 @@ and registration, against the session's MLflow server (and once against a local 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from sklearn.metrics import roc_auc_score
 
 from conveyor.core.lineage import content_hash, git_commit
@@ -54,9 +56,12 @@ def test_kedro_run_registers_a_tracked_challenger(kedro_conf: Path, mlflow_uri: 
     import mlflow
 
     name = "kedro_cli_model"
+    # The registered name is the contract's: an environment's conveyor.yml overrides the model section.
+    contract = yaml.safe_load((kedro_conf / "base" / "conveyor.yml").read_text())
+    write_local(kedro_conf, "conveyor", {"model": {**contract["model"], "name": name}})
     done = kedro_run(
         kedro_conf,
-        f"partition=2013-02,{QUICK},registry.model_name={name}",
+        f"partition=2013-02,{QUICK}",
         {**os.environ, "MLFLOW_TRACKING_URI": mlflow_uri},
     )
     log = done.stdout + done.stderr
@@ -74,6 +79,7 @@ def test_kedro_run_registers_a_tracked_challenger(kedro_conf: Path, mlflow_uri: 
         "conveyor.pipeline": "__default__",
     }
     assert expected_tags.items() <= version.tags.items()
+    assert json.loads(version.tags["conveyor.contract"])["model"]["name"] == name
     assert len(version.tags["conveyor.params_hash"]) == 64
     # Others may commit while the run goes on: the tagged commit must be HEAD or one of its ancestors.
     tagged = version.tags["conveyor.git_commit"]

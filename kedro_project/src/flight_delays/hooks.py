@@ -36,6 +36,13 @@ class MlflowTrackingHook:
             self._config = dict(context.config_loader["mlflow"])
         except KeyError:
             self._config = {}
+        # Read (and refused if malformed) before anything trains; through the config loader, so
+        # --conf-source and environments apply to it as to the rest of conf/.
+        from conveyor.core.contract import CONTRACT_FILE, ModelContract
+
+        self._contract = ModelContract.from_mapping(
+            dict(context.config_loader["conveyor"]), source=f"conf/<env>/{CONTRACT_FILE}"
+        )
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any]) -> None:
@@ -110,7 +117,6 @@ class MlflowTrackingHook:
     def after_pipeline_run(self, run_params: dict[str, Any]) -> None:
         import mlflow
 
-        from conveyor.core.contract import CONTRACT_FILE, ModelContract
         from conveyor.core.lineage import lineage_tags
         from flight_delays import tracking
 
@@ -132,8 +138,9 @@ class MlflowTrackingHook:
                 partition=lineage["partition"],
             )
             registry = self._params["registry"]
-            contract = ModelContract.from_file(self._project_path / "conf" / "base" / CONTRACT_FILE)
-            version = tracking.register_candidate(self._logged["model"], contract, registry["alias"], tags)
+            version = tracking.register_candidate(
+                self._logged["model"], self._contract, registry["alias"], tags
+            )
             mlflow.set_tag("conveyor.model_version", version.version)
             logger.info(
                 "Registered %s version %s with alias %r (models:/%s@%s)",

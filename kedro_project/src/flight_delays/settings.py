@@ -17,5 +17,6 @@ CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
     # conf/<env>/mlflow.yml: tracking defaults for runs that no orchestrator or server configured.
-    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # conf/<env>/conveyor.yml: the model contract Conveyor stores with every registered version.
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"], "conveyor": ["conveyor*"]},
 }
