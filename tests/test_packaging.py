@@ -66,3 +66,9 @@ def test_the_provider_and_the_plugins_are_registered_by_entry_point() -> None:
     )
     assert points[("mlflow.deployments", "conveyor")] == "conveyor.serving.mlflow_plugin"
     assert points[("console_scripts", "conveyor")] == "conveyor.cli:main"
+    # Kedro loads every installed plugin's hooks: the object must be the hook instance itself.
+    assert points[("kedro.hooks", "conveyor")] == "conveyor.kedro.hooks:conveyor_hooks"
+    from conveyor.kedro.hooks import ConveyorHooks
+
+    hooks = next(p for p in metadata.distribution(DIST).entry_points if p.group == "kedro.hooks").load()
+    assert isinstance(hooks, ConveyorHooks)

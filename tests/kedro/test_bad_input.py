@@ -19,7 +19,7 @@ from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
 from flight_delays.data import flights_by_month, read_table
-from tests.kedro.conftest import PROJECT, write_local
+from tests.kedro.conftest import PROJECT, use_model, write_local
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +189,9 @@ CASES = {
 }
 
 
-def _run(conf: Path, runtime_params: dict) -> Exception:
+def _run(conf: Path, name: str, runtime_params: dict) -> Exception:
+    """Run the project as model ``name`` (its own experiment), expecting it to fail."""
+    use_model(conf, name)
     bootstrap_project(PROJECT)
     with (
         KedroSession.create(
@@ -202,11 +204,7 @@ def _run(conf: Path, runtime_params: dict) -> Exception:
 
 
 def _failed_run(name: str):
-    runs = mlflow.search_runs(
-        experiment_names=["flight_delays"],
-        filter_string=f"params.`registry.model_name` = '{name}'",
-        output_format="list",
-    )
+    runs = mlflow.search_runs(experiment_names=[name], output_format="list")
     assert len(runs) == 1
     return runs[0]
 
@@ -262,7 +260,7 @@ def test_bad_partition_fails_at_the_gate_and_registers_nothing(
         weather = pd.concat([weather[~february], corrupt(weather[february].reset_index(drop=True))])
     _use_partitions(kedro_conf, tmp_path / "partitions", {"2013-02": flights}, weather)
     name = f"bad_{case}"
-    error = _run(kedro_conf, {"partition": "2013-02", "registry": {"model_name": name}})
+    error = _run(kedro_conf, name, {"partition": "2013-02"})
     _assert_stopped_at_the_gate(error, name, expected, tmp_path / "data")
 
 
@@ -274,7 +272,7 @@ def test_month_with_a_tenth_of_the_usual_rows_fails_against_the_earlier_months(
     thin = months["2013-03"]().sample(frac=0.1, random_state=0).sort_index().reset_index(drop=True)
     _use_partitions(kedro_conf, tmp_path / "partitions", {**history, "2013-03": thin}, read_table("weather"))
     name = "bad_thin_month"
-    error = _run(kedro_conf, {"partition": "2013-03", "registry": {"model_name": name}})
+    error = _run(kedro_conf, name, {"partition": "2013-03"})
     # 0.5 x the median of January (27,004) and February (24,951) = 12,988
     _assert_stopped_at_the_gate(
         error,
@@ -295,7 +293,7 @@ def test_unknown_partition_name_is_refused_and_registers_nothing(
     partition: str, message: str, kedro_conf: Path, mlflow_uri: str
 ) -> None:
     name = f"unknown_{partition}"
-    error = _run(kedro_conf, {"partition": partition, "registry": {"model_name": name}})
+    error = _run(kedro_conf, name, {"partition": partition})
     assert type(error).__name__ == "UnknownPartitionError"
     assert message in str(error)
     assert mlflow.MlflowClient().search_model_versions(f"name='{name}'") == []

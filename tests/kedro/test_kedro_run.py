@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 from sklearn.metrics import roc_auc_score
 
 from conveyor.core.lineage import content_hash, git_commit
 from flight_delays.data import flights_by_month
 from flight_delays.schema import FEATURES, LABEL
-from tests.kedro.conftest import PROJECT, write_local
+from tests.kedro.conftest import PROJECT, use_model
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +56,7 @@ def test_kedro_run_registers_a_tracked_challenger(kedro_conf: Path, mlflow_uri: 
 
     name = "kedro_cli_model"
     # The registered name is the contract's: an environment's conveyor.yml overrides the model section.
-    contract = yaml.safe_load((kedro_conf / "base" / "conveyor.yml").read_text())
-    write_local(kedro_conf, "conveyor", {"model": {**contract["model"], "name": name}})
+    use_model(kedro_conf, name)
     done = kedro_run(
         kedro_conf,
         f"partition=2013-02,{QUICK}",
@@ -122,10 +120,11 @@ def test_kedro_run_without_a_server_tracks_to_a_local_sqlite_file(kedro_conf: Pa
 
     db = tmp_path / "tracking" / "mlflow.db"
     db.parent.mkdir()
-    write_local(
+    use_model(
         kedro_conf,
-        "mlflow",
-        {"tracking_uri": f"sqlite:///{db}", "artifact_location": str(tmp_path / "tracking" / "artifacts")},
+        "flight_delays",
+        tracking_uri=f"sqlite:///{db}",
+        artifact_location=str(tmp_path / "tracking" / "artifacts"),
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     done = kedro_run(kedro_conf, "data_processing.max_rows=1500,training.max_epochs=2", env)

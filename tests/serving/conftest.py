@@ -42,7 +42,7 @@ def _code_model(
     from mlflow import MlflowClient
 
     from conveyor.core.contract import CONTRACT_TAG
-    from conveyor.serving.infra import SAMPLE_ARTIFACT
+    from conveyor.core.tracking import EVAL_SET_ARTIFACT
     from tests.support.models import flight_contract
 
     mlflow.set_tracking_uri(tracking_uri)
@@ -50,7 +50,7 @@ def _code_model(
     mlflow.set_experiment("serving-tests")
     with mlflow.start_run(run_name=name):
         if eval_set is not None:
-            mlflow.log_artifact(str(eval_set), artifact_path=str(Path(SAMPLE_ARTIFACT).parent))
+            mlflow.log_artifact(str(eval_set), artifact_path=str(Path(EVAL_SET_ARTIFACT).parent))
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(code),
@@ -68,7 +68,7 @@ def _code_model(
 def serving_models(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPathFactory) -> ServingModels:
     import mlflow
 
-    from conveyor.serving.infra import SAMPLE_ARTIFACT
+    from conveyor.core.tracking import EVAL_SET_ARTIFACT
     from tests.support.models import eval_frame, register_flight_model
 
     url = mlflow_server.url
@@ -83,7 +83,7 @@ def serving_models(mlflow_server: MlflowServer, tmp_path_factory: pytest.TempPat
     weights.write_bytes(b"\x00\x01garbage")
     held_out = eval_frame().head(400)
     # Real rows to send, so infra validation of the unloadable model gets as far as the load.
-    eval_set = tmp_path_factory.mktemp("eval") / Path(SAMPLE_ARTIFACT).name
+    eval_set = tmp_path_factory.mktemp("eval") / Path(EVAL_SET_ARTIFACT).name
     held_out.to_parquet(eval_set, index=False)
     rows = [
         {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k != "delayed"}

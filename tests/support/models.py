@@ -85,11 +85,11 @@ def register_flight_model(
     """
     import mlflow
 
+    from conveyor.core import tracking
     from conveyor.core.lineage import content_hash, git_commit, lineage_tags, params_hash
-    from flight_delays import tracking
     from flight_delays.evaluation import evaluate_classifier
     from flight_delays.mlflow_model import log_flight_model
-    from flight_delays.schema import LABEL
+    from flight_delays.schema import FEATURES, LABEL
     from flight_delays.training import train_classifier
 
     flights, splits = _splits(tuple(months), max_rows)
@@ -110,10 +110,12 @@ def register_flight_model(
         mlflow.log_params(
             {"months": ",".join(months), "max_rows": max_rows, "shuffle_labels": shuffle_labels}
         )
-        tracking.log_training_history(history)
-        tracking.log_evaluation(scores, roc_fig, cm_fig)
-        tracking.log_eval_set(splits.test)
-        tracking.log_reference_sample(train)
+        tracking.log_history(history)
+        tracking.log_metrics(scores)
+        mlflow.log_figure(roc_fig, f"{tracking.FIGURES_FOLDER}/roc_curve.png")
+        mlflow.log_figure(cm_fig, f"{tracking.FIGURES_FOLDER}/confusion_matrix.png")
+        tracking.log_frame(splits.test[[*FEATURES, LABEL]], tracking.EVAL_SET_ARTIFACT)
+        tracking.log_frame(train[[*FEATURES, LABEL]], tracking.REFERENCE_ARTIFACT)
         model_info = log_flight_model(classifier, splits.test)
         tags = lineage_tags(
             data_hash=content_hash(flights),
@@ -122,7 +124,10 @@ def register_flight_model(
             params_hash=params_hash({**params, "max_rows": max_rows, "shuffle_labels": shuffle_labels}),
             partition=",".join(months),
         )
-        return tracking.register_candidate(model_info, flight_contract(name), alias, tags)
+        mlflow.set_tags(tags)
+        return tracking.register_version(
+            model_info.model_uri, name, alias=alias, tags=tags, contract=flight_contract(name)
+        )
 
 
 ADVERSARIAL_CODE = Path(__file__).with_name("adversarial_model.py")
@@ -158,8 +163,9 @@ def register_adversarial_model(
     """
     import mlflow
 
-    from flight_delays import tracking
+    from conveyor.core import tracking
     from flight_delays.mlflow_model import SIGNATURE
+    from flight_delays.schema import FEATURES, LABEL
 
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}; known: {FAULTS}")
@@ -167,7 +173,7 @@ def register_adversarial_model(
     mlflow.set_registry_uri(tracking_uri)
     mlflow.set_experiment(f"{name}-tests")
     with mlflow.start_run(run_name=f"adversarial {fault}"):
-        tracking.log_eval_set(eval_set)
+        tracking.log_frame(eval_set[[*FEATURES, LABEL]], tracking.EVAL_SET_ARTIFACT)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=str(ADVERSARIAL_CODE),
@@ -176,7 +182,13 @@ def register_adversarial_model(
             # Declared, so logging skips MLflow's requirement inference (a subprocess per model).
             pip_requirements=["mlflow", "numpy", "pandas"],
         )
-        return tracking.register_candidate(info, flight_contract(name), alias, {"conveyor.test.fault": fault})
+        return tracking.register_version(
+            info.model_uri,
+            name,
+            alias=alias,
+            tags={"conveyor.test.fault": fault},
+            contract=flight_contract(name),
+        )
 
 
 def model_files(artifact_root: Path, tracking_uri: str, name: str, version: str) -> Path:

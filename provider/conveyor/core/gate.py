@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from conveyor.core.contract import METRICS, ContractError, ModelContract, version_contract
 from conveyor.core.scoring import UnscorableModelError, checked_outputs, score_outputs
+from conveyor.core.tracking import EVAL_SET_ARTIFACT
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 GateStatus = Literal["passed", "rejected", "forced"]
 NoChampionPolicy = Literal["absolute_only", "reject"]
 
-EVAL_SET_ARTIFACT = "evaluation/eval_set.parquet"
 DECISION_ARTIFACT = "gate/gate_decision.json"
 STATUS_TAG = "conveyor.gate.status"
 REASON_TAG = "conveyor.gate.reason"

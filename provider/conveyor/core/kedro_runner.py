@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 RESULT_MARKER = "CONVEYOR_KEDRO_RESULT "
+# The runtime parameter that moves a run's files to a scratch folder (catalogs read it).
+DATA_ROOT_PARAM = "data_root"
 SCRATCH_PREFIX = "conveyor-kedro-data-"
 
 
@@ -46,14 +48,14 @@ def run_pipeline(
     never read each other's intermediate files, and what matters outlives the folder in MLflow.
     """
     params = dict(params or {})
-    if scratch_data and "data_root" not in params:
+    if scratch_data and DATA_ROOT_PARAM not in params:
         with scratch_folder() as scratch:
             return run_pipeline(
                 project_path,
                 pipeline=pipeline,
                 env=env,
                 conf_source=conf_source,
-                params={**params, "data_root": scratch},
+                params={**params, DATA_ROOT_PARAM: scratch},
                 node_names=node_names,
                 tags=tags,
                 tracking_uri=tracking_uri,

@@ -8,15 +8,26 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from conveyor.core.contract import CONTRACT_TAG, ContractError, ModelContract
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 MAX_PARAM_LENGTH = 6000  # MLflow rejects longer parameter values
+
+# Where a training run keeps what the generic parts read back (docs/contracts.md): the gate and
+# infra validation score the eval set, drift detectors are fitted on the reference sample.
+EVAL_SET_ARTIFACT = "evaluation/eval_set.parquet"
+REFERENCE_ARTIFACT = "reference/reference_sample.parquet"
+METRICS_ARTIFACT = "evaluation/metrics.json"
+FIGURES_FOLDER = "evaluation"
+VALIDATION_REPORT_JSON = "validation/data_validation_report.json"
+VALIDATION_REPORT_TEXT = "validation/data_validation_report.txt"
 
 
 def flatten_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -41,6 +52,38 @@ def log_frame(frame: pd.DataFrame, artifact_path: str) -> None:
         path = Path(tmp) / filename
         frame.to_parquet(path, index=False)
         mlflow.log_artifact(str(path), artifact_path=folder or None)
+
+
+def log_validation_report(report: Any) -> None:
+    """A ``ValidationReport`` as JSON (for tools) and text (for people) on the active run."""
+    import mlflow
+
+    mlflow.log_dict(report.to_dict(), VALIDATION_REPORT_JSON)
+    mlflow.log_text(report.to_text(), VALIDATION_REPORT_TEXT)
+
+
+def log_history(history: Sequence[Mapping[str, float]]) -> None:
+    """Per-epoch values (rows with an ``epoch`` key) as metric series, in one request rather
+    than one per epoch and metric."""
+    import mlflow
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    series = [
+        Metric(key, float(value), now, int(row["epoch"]))
+        for row in history
+        for key, value in row.items()
+        if key != "epoch"
+    ]
+    mlflow.MlflowClient().log_batch(mlflow.active_run().info.run_id, metrics=series, synchronous=True)
+
+
+def log_metrics(scores: Mapping[str, float]) -> None:
+    """Evaluation metrics as run metrics (to compare runs) and as one JSON artifact (to read)."""
+    import mlflow
+
+    mlflow.log_metrics({k: float(v) for k, v in scores.items()})
+    mlflow.log_text(json.dumps(dict(scores), indent=2), METRICS_ARTIFACT)
 
 
 def register_version(
@@ -80,5 +123,7 @@ def read_frame_artifact(client: Any, run_id: str, artifact_path: str) -> pd.Data
     other's partial files, and nothing is left in /tmp. Download errors propagate
     (``MlflowException``, ``OSError``) for the caller to name in its own terms.
     """
+    import pandas as pd
+
     with tempfile.TemporaryDirectory(prefix="conveyor-artifact-") as folder:
         return pd.read_parquet(client.download_artifacts(run_id, artifact_path, folder))

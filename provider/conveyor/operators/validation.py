@@ -8,10 +8,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from conveyor.core.tracking import VALIDATION_REPORT_JSON, VALIDATION_REPORT_TEXT
 from conveyor.links.mlflow import MlflowRunLink, publish_links
-
-REPORT_JSON = "validation/data_validation_report.json"
-REPORT_TEXT = "validation/data_validation_report.txt"
 
 
 class DataValidationOperator(BaseOperator):
@@ -133,8 +131,8 @@ class DataValidationOperator(BaseOperator):
         if self.partition:
             tags["conveyor.partition"] = str(self.partition)
         run = client.create_run(experiment_id, run_name=f"validate {report.dataset}", tags=tags)
-        client.log_text(run.info.run_id, report.to_json(), REPORT_JSON)
-        client.log_text(run.info.run_id, report.to_text(), REPORT_TEXT)
+        client.log_text(run.info.run_id, report.to_json(), VALIDATION_REPORT_JSON)
+        client.log_text(run.info.run_id, report.to_text(), VALIDATION_REPORT_TEXT)
         client.set_terminated(run.info.run_id, "FINISHED" if report.success else "FAILED")
         context["ti"].xcom_push(key="mlflow_run_id", value=run.info.run_id)
         publish_links(context, hook, run_id=run.info.run_id)

@@ -25,10 +25,9 @@ import httpx
 
 from conveyor.core.contract import ContractError, ModelContract, version_contract
 from conveyor.core.scoring import UnscorableModelError, checked_outputs
+from conveyor.core.tracking import EVAL_SET_ARTIFACT
 from conveyor.local.gateway import GatewayServer
 from conveyor.serving.models import resolve
-
-SAMPLE_ARTIFACT = "evaluation/eval_set.parquet"
 
 
 class InfraValidationError(RuntimeError):
@@ -92,7 +91,7 @@ def sample_rows(model_uri: str, tracking_uri: str, count: int) -> list[dict[str,
         with tempfile.TemporaryDirectory(prefix="conveyor-infra-sample-") as folder:
             try:
                 path = mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=SAMPLE_ARTIFACT, dst_path=folder
+                    run_id=run_id, artifact_path=EVAL_SET_ARTIFACT, dst_path=folder
                 )
                 frame = pd.read_parquet(path)
             except Exception:  # no eval set on this run: fall back to the input example

@@ -26,15 +26,13 @@ from conveyor.core.contract import ContractError, ModelContract, version_contrac
 from conveyor.core.drift import DriftConfig, DriftDetector, build_detector, load_detector
 from conveyor.core.drift.interface import DriftDetectorLoadError, DriftInputError
 from conveyor.core.scoring import UnscorableModelError, checked_outputs
-from conveyor.core.tracking import read_frame_artifact
+from conveyor.core.tracking import METRICS_ARTIFACT, REFERENCE_ARTIFACT, read_frame_artifact
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 log = logging.getLogger(__name__)
 
-REFERENCE_ARTIFACT = "reference/reference_sample.parquet"
-METRICS_ARTIFACT = "evaluation/metrics.json"
 DETECTOR_ARTIFACT = "drift/detector"
 DETECTOR_TAG = "conveyor.drift.detector"
 FEATURES = "features"

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(
                 nodes.evaluate_model,
                 ["flight_model", "eval_set", "params:evaluation"],
-                ["evaluation_metrics", "roc_curve_plot", "confusion_matrix_plot"],
+                ["evaluation_metrics", "roc_curve", "confusion_matrix"],
                 name="evaluate_model",
             )
         ]
