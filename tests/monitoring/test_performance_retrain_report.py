@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from mlflow import MlflowClient
 
 from conveyor.core.contract import ModelContract
@@ -24,7 +27,7 @@ from conveyor.core.retrain import (
     NoRetrainNeeded,
     build_retrain_conf,
     conf_from_results,
-    months_in_window,
+    partitions_in_window,
     record_retrain_request,
 )
 from flight_delays.schema import FEATURES
@@ -164,10 +167,22 @@ def test_feature_drift_plot_and_html(flights: Callable[[str], pd.DataFrame]) -> 
     assert "data:image/png;base64," in page
 
 
-def test_months_in_window() -> None:
-    assert months_in_window("2013-03-28T00:00:00Z", "2013-05-01T00:00:00Z") == ["2013-03", "2013-04"]
+def test_partitions_in_window() -> None:
+    assert partitions_in_window("2013-03-28T00:00:00Z", "2013-05-01T00:00:00Z") == ["2013-03", "2013-04"]
+    assert partitions_in_window("2011-01-30T12:00", "2011-02-01T00:00", "%Y-%m-%d") == [
+        "2011-01-30",
+        "2011-01-31",
+    ]
+    assert partitions_in_window("2011-01-01T22:30", "2011-01-02T00:00", "%Y%m%d-%H") == [
+        "20110101-22",
+        "20110101-23",
+    ]
+    assert partitions_in_window("2012-11-05", "2013-02-01", "%Y") == ["2012", "2013"]
+    assert partitions_in_window("2013-12-30", "2014-01-06", "%G-W%V") == ["2014-W01"]
+    with pytest.raises(ValueError, match="names no date or time field"):
+        partitions_in_window("2013-05-01", "2013-05-02", "batch")
     with pytest.raises(ValueError, match="empty window"):
-        months_in_window("2013-05-01", "2013-05-01")
+        partitions_in_window("2013-05-01", "2013-05-01")
 
 
 def _fired(kind: str, start: str, end: str, decision: bool = True) -> dict:
@@ -234,3 +249,18 @@ def test_retrain_request_is_recorded_in_mlflow(mlflow_uri: str, flight_model: di
         tags[RETRAIN_REASON_TAG] == "data drift in temp, dewp"
         and tags["conveyor.retrain.monitor_run_id"] == run_id
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2030, 1, 1)),
+    st.timedeltas(min_value=timedelta(minutes=1), max_value=timedelta(days=400)),
+    st.sampled_from(["%Y-%m", "%Y-%m-%d", "%Y-%m-%dT%H", "%Y"]),
+)
+def test_partitions_in_window_name_every_hour_of_the_window_and_nothing_else(
+    start: datetime, length: timedelta, fmt: str
+) -> None:
+    names = partitions_in_window(start, start + length, fmt)
+    last = start + length - timedelta(microseconds=1)
+    hours = pd.date_range(pd.Timestamp(start).floor("h"), last, freq="h")
+    assert names == sorted(set(names)) == sorted({t.strftime(fmt) for t in [*hours, pd.Timestamp(start)]})

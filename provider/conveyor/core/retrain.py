@@ -25,12 +25,34 @@ class NoRetrainNeeded(Exception):
     """No monitoring result asked for retraining; callers skip the trigger."""
 
 
-def months_in_window(start: datetime | str, end: datetime | str) -> list[str]:
-    """Month partitions (``YYYY-MM``) that a ``[start, end)`` window touches."""
+# The step that visits every partition a strftime format can name, finest directive first.
+_STEPS = (("h", "HIp"), ("D", "daAjwuUVWGx"), ("MS", "mbBh"), ("YS", "YyC"))
+MAX_PARTITIONS = 10_000
+
+
+def partitions_in_window(
+    start: datetime | str, end: datetime | str, partition_format: str = "%Y-%m"
+) -> list[str]:
+    """The partitions (named by ``partition_format``, strftime of a partition's start, as in the
+    ``airflow:`` section) that a ``[start, end)`` window touches: months for ``%Y-%m``, days for
+    ``%Y-%m-%d``, hours for ``%Y-%m-%dT%H``."""
     first, last = pd.Timestamp(start), pd.Timestamp(end) - pd.Timedelta(microseconds=1)
     if last < first:
         raise ValueError(f"empty window: end {end} is not after start {start}")
-    return [str(p) for p in pd.period_range(first.to_period("M"), last.to_period("M"), freq="M")]
+    directives = {partition_format[i + 1] for i, c in enumerate(partition_format[:-1]) if c == "%"}
+    freq = next((f for f, names in _STEPS if directives & set(names)), None)
+    if freq is None:
+        raise ValueError(f"partition format {partition_format!r} names no date or time field")
+    if freq == "h":
+        floor = first.floor("h")
+    elif freq == "D":
+        floor = first.normalize()
+    else:
+        floor = first.normalize().replace(day=1, month=1 if freq == "YS" else first.month)
+    steps = pd.date_range(floor, last, freq=freq)
+    if len(steps) > MAX_PARTITIONS:
+        raise ValueError(f"the window {start}..{end} holds {len(steps)} {partition_format} partitions")
+    return list(dict.fromkeys(t.strftime(partition_format) for t in steps))
 
 
 def retrain_reason(results: Iterable[Mapping[str, Any] | None]) -> str | None:
@@ -46,24 +68,26 @@ def build_retrain_conf(
     window_end: datetime | str,
     triggered_by: str,
     partitions: list[str] | None = None,
+    partition_format: str = "%Y-%m",
     model_name: str | None = None,
     model_version: str | None = None,
     details: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The ``ml_ci`` conf: why, over which window, which month partitions to train on, who asked.
+    """The ``ml_ci`` conf: why, over which window, which partitions to train on, who asked.
 
-    ``partitions`` default to the months the drifted window covers ("retrain on recent data").
+    ``partitions`` default to those the drifted window covers ("retrain on recent data"), named
+    by ``partition_format``.
     """
     if not reason or not reason.strip():
         raise ValueError("a retraining request needs a reason")
     if not triggered_by or not triggered_by.strip():
         raise ValueError("a retraining request needs triggered_by (e.g. 'ml_monitor/data_drift')")
     start, end = pd.Timestamp(window_start), pd.Timestamp(window_end)
-    months = sorted(set(partitions)) if partitions else months_in_window(start, end)
+    chosen = sorted(set(partitions)) if partitions else partitions_in_window(start, end, partition_format)
     conf: dict[str, Any] = {
         "reason": reason.strip(),
         "window": {"start": start.isoformat(), "end": end.isoformat()},
-        "partitions": ",".join(months),
+        "partitions": ",".join(chosen),
         "triggered_by": triggered_by.strip(),
     }
     if model_name:
@@ -76,7 +100,10 @@ def build_retrain_conf(
 
 
 def conf_from_results(
-    results: Iterable[Mapping[str, Any] | None], triggered_by: str, partitions: list[str] | None = None
+    results: Iterable[Mapping[str, Any] | None],
+    triggered_by: str,
+    partitions: list[str] | None = None,
+    partition_format: str = "%Y-%m",
 ) -> dict[str, Any]:
     """The conf for the results that fired; raises ``NoRetrainNeeded`` when none did."""
     fired = [r for r in results if r and r.get("decision") is True]
@@ -92,6 +119,7 @@ def conf_from_results(
         window_end=max(ends),
         triggered_by=triggered_by,
         partitions=partitions,
+        partition_format=partition_format,
         model_name=first.get("model_name"),
         model_version=first.get("model_version"),
         details={"monitor_runs": [r.get("mlflow_run_id") for r in fired]},

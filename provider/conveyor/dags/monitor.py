@@ -34,7 +34,7 @@ def build(spec: DagSpec) -> DAG:
     monitor, name, dag_id = spec.config.monitor, spec.name, spec.dag_id("ml_monitor")
     one = spec.config.ci.partition.pattern
     variable = spec.retrain_partitions_variable
-    # A list of partitions, or None: the months the drifted window covers.
+    # A list of partitions, or None: those the drifted window covers, named as ml_ci names them.
     retrain_partitions = (
         f"{{{{ (params.retrain_partitions or var.value.get('{variable}', '')).split(',')"
         " | map('trim') | select | list or None }}"
@@ -78,7 +78,7 @@ def build(spec: DagSpec) -> DAG:
                 type="string",
                 pattern=f"^({one}(,{one})*)?$",
                 description=f"Partitions {spec.dag_id('ml_ci')} retrains on, comma-separated; empty: the "
-                f"Airflow Variable {variable}, else the months the tested window covers. Set it when "
+                f"Airflow Variable {variable}, else the partitions the tested window covers. Set it when "
                 "the traffic replays other partitions.",
             ),
         },
@@ -114,6 +114,7 @@ def build(spec: DagSpec) -> DAG:
             monitor_task_ids=["data_drift", "model_performance"],
             triggered_by=f"{dag_id}/" + "{{ run_id }}",
             partitions=retrain_partitions,
+            partition_format=spec.config.ci.partition.format,
             trigger_rule="none_failed",
         )
         trigger_ml_ci = TriggerDagRunOperator(

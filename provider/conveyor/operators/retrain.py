@@ -20,7 +20,8 @@ class RetrainRequestOperator(BaseOperator):
 
     :param monitor_task_ids: sensor tasks whose XCom payloads are read.
     :param triggered_by: who asks (templated), recorded in the conf, e.g. ``ml_monitor/{{ run_id }}``.
-    :param partitions: month partitions to train on (templated); default: the months the windows cover.
+    :param partitions: partitions to train on (templated); default: those the windows cover.
+    :param partition_format: how a partition is named (strftime of its start, ``%Y-%m`` for months).
     :param mlflow_conn_id: where the request is recorded.
     """
 
@@ -33,6 +34,7 @@ class RetrainRequestOperator(BaseOperator):
         monitor_task_ids: Sequence[str],
         triggered_by: str = "ml_monitor",
         partitions: list[str] | None = None,
+        partition_format: str = "%Y-%m",
         mlflow_conn_id: str = "mlflow_default",
         monitoring_experiment: str = "conveyor-monitoring",
         **kwargs: Any,
@@ -43,6 +45,7 @@ class RetrainRequestOperator(BaseOperator):
         self.monitor_task_ids = list(monitor_task_ids)
         self.triggered_by = triggered_by
         self.partitions = partitions
+        self.partition_format = partition_format
         self.mlflow_conn_id = mlflow_conn_id
         self.monitoring_experiment = monitoring_experiment
 
@@ -52,7 +55,9 @@ class RetrainRequestOperator(BaseOperator):
 
         results = [context["ti"].xcom_pull(task_ids=task_id) for task_id in self.monitor_task_ids]
         try:
-            conf = conf_from_results(results, self.triggered_by, self.partitions or None)
+            conf = conf_from_results(
+                results, self.triggered_by, self.partitions or None, self.partition_format
+            )
         except NoRetrainNeeded as exc:
             raise AirflowSkipException(str(exc)) from exc
         run_id = record_retrain_request(
