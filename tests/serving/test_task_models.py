@@ -47,10 +47,20 @@ def test_feedback_scores_each_task_by_its_online_metric(mlflow_uri: str, task: s
         expected = np.mean([p["cls"] == y for p, y in zip(predictions, truth, strict=True)])
         assert online["metric"] == "accuracy" and online["value"] == pytest.approx(expected)
         assert online["value"] > 0.6
-    # The score histogram holds the contract's score column: every row was observed.
-    count = next(
-        line
-        for line in metrics.splitlines()
-        if line.startswith("conveyor_prediction_score_count") and f'deployment="{deployment}"' in line
-    )
+    # The contract's score column, every row, in the histogram whose buckets fit the task: a
+    # regressor's values in conveyor_prediction_value, spread over finite buckets, not all in +Inf.
+    family = "conveyor_prediction_value" if task == "regression" else "conveyor_prediction_score"
+    other = "conveyor_prediction_score" if task == "regression" else "conveyor_prediction_value"
+    mine = [line for line in metrics.splitlines() if f'deployment="{deployment}"' in line]
+    count = next(line for line in mine if line.startswith(f"{family}_count"))
     assert float(count.rsplit(" ", 1)[1]) == 60
+    assert not any(line.startswith(f"{other}_count") for line in mine)
+    buckets = {
+        line.split('le="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
+        for line in mine
+        if line.startswith(f"{family}_bucket")
+    }
+    scores = [p["yhat" if task == "regression" else "p_top"] for p in predictions]
+    finite = max(float(le) for le in buckets if le != "+Inf")
+    assert max(scores) <= finite  # every value lands in a finite bucket
+    assert sum(1 for count in buckets.values() if 0 < count < 60) >= 2  # and they are spread out

@@ -183,9 +183,7 @@ class Gateway:
         held.stats.record(latency, False, scores)
         self._count(deployment, slot, held, 200)
         self.metrics.latency.labels(deployment.name, slot, held.model.version).observe(latency)
-        score_hist = self.metrics.score.labels(deployment.name, slot, held.model.version)
-        for value in scores:
-            score_hist.observe(value)
+        self.metrics.observe_scores(deployment.name, slot, held.model.version, held.model.contract, scores)
         row_ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
         decisions = output.decisions(held.model.contract)
         self._remember(deployment.name, slot, row_ids, decisions)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from conveyor.core.contract import ModelContract
 from conveyor.core.rollout import State
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 SCORE_BUCKETS = tuple(round(0.1 * i, 1) for i in range(1, 11))
+# A regressor's values have no fixed range, and a Prometheus histogram's buckets are fixed per
+# metric: 1-2-5 steps from 0.01 to 5e6 on both sides of zero (51 bounds) keep a quantile within
+# a factor of 2.5 whatever the unit, and a shift of the distribution visible.
+_MAGNITUDES = tuple(m * 10.0**e for e in range(-2, 7) for m in (1, 2, 5))
+VALUE_BUCKETS = (*(-m for m in reversed(_MAGNITUDES)), 0.0, *_MAGNITUDES)
 WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
@@ -94,6 +100,13 @@ class GatewayMetrics:
             buckets=SCORE_BUCKETS,
             registry=self.registry,
         )
+        self.value = Histogram(
+            "conveyor_prediction_value",
+            "Distribution of a regressor's score column (its contract's), per slot and version.",
+            labels,
+            buckets=VALUE_BUCKETS,
+            registry=self.registry,
+        )
         self.weight = Gauge(
             "conveyor_slot_weight",
             "Percent of live traffic a slot answers (shadow: percent of traffic mirrored to it).",
@@ -114,6 +127,16 @@ class GatewayMetrics:
         )
         self.inference_log = InferenceLogMetrics(self.registry)
         self._weights: dict[str, set[tuple[str, str, str]]] = {}
+
+    def observe_scores(
+        self, deployment: str, slot: str, version: str, contract: ModelContract, scores: Iterable[float]
+    ) -> None:
+        """Scores of a classifier (probabilities) in ``conveyor_prediction_score``, a regressor's
+        values in ``conveyor_prediction_value``: buckets that fit one would be useless for the other."""
+        family = self.value if contract.task == "regression" else self.score
+        histogram = family.labels(deployment, slot, version)
+        for value in scores:
+            histogram.observe(value)
 
     def set_weights(self, deployment: str, weights: dict[str, tuple[str, float]]) -> None:
         """``weights``: slot -> (model version, percent); label sets of unloaded versions are removed."""
