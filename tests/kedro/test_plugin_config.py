@@ -11,25 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conveyor.core.contract import ContractError, ModelContract
-from conveyor.kedro.config import KedroSection, kedro_section
+from conveyor.kedro.config import FIELDS, KedroSection, kedro_section
 from tests.kedro.toy_project import CONTRACT
-
-FIELDS = (
-    "model",
-    "log_model",
-    "metrics",
-    "eval_set",
-    "reference_sample",
-    "lineage",
-    "history",
-    "figures",
-    "validation_report",
-    "data_gate",
-    "experiment",
-    "alias",
-    "tracking_uri",
-    "artifact_location",
-)
 
 
 def _parse(kedro: Any) -> KedroSection | None:

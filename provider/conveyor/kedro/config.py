@@ -21,19 +21,26 @@ _DATASET = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 _CALLABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$")
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,254}$")
 
+# Fields that each name one catalog dataset.
+DATASET_FIELDS = (
+    "model",
+    "metrics",
+    "eval_set",
+    "reference_sample",
+    "lineage",
+    "history",
+    "validation_report",
+)
 _REQUIRED = frozenset({"model", "log_model", "metrics", "eval_set", "reference_sample"})
-_OPTIONAL = frozenset(
-    {
-        "lineage",
-        "history",
-        "figures",
-        "validation_report",
-        "data_gate",
-        "experiment",
-        "alias",
-        "tracking_uri",
-        "artifact_location",
-    }
+FIELDS = (
+    *DATASET_FIELDS,
+    "log_model",
+    "figures",
+    "data_gate",
+    "experiment",
+    "alias",
+    "tracking_uri",
+    "artifact_location",
 )
 
 
@@ -63,19 +70,7 @@ class KedroSection:
 
     def datasets(self) -> dict[str, str]:
         """Every catalog name the section mentions, by the field that names it."""
-        names = {
-            field: getattr(self, field)
-            for field in (
-                "model",
-                "metrics",
-                "eval_set",
-                "reference_sample",
-                "lineage",
-                "history",
-                "validation_report",
-            )
-            if getattr(self, field)
-        }
+        names = {field: getattr(self, field) for field in DATASET_FIELDS if getattr(self, field)}
         names.update({f"figures[{i}]": name for i, name in enumerate(self.figures)})
         for dataset, suite in self.data_gate:
             names[f"data_gate.{dataset}"] = dataset
@@ -120,20 +115,8 @@ def kedro_section(contract: ModelContract, source: str) -> KedroSection | None:
     """The contract's ``kedro:`` section, validated; ``None`` when the file has none."""
     if SECTION not in contract.extra:
         return None
-    raw = section(contract.extra[SECTION], SECTION, set(_REQUIRED | _OPTIONAL), source, required=_REQUIRED)
-    names = {
-        key: _dataset(raw[key], f"kedro.{key}", source)
-        for key in (
-            "model",
-            "metrics",
-            "eval_set",
-            "reference_sample",
-            "lineage",
-            "history",
-            "validation_report",
-        )
-        if key in raw
-    }
+    raw = section(contract.extra[SECTION], SECTION, set(FIELDS), source, required=_REQUIRED)
+    names = {key: _dataset(raw[key], f"kedro.{key}", source) for key in DATASET_FIELDS if key in raw}
     figures = raw.get("figures", [])
     if not isinstance(figures, list):
         raise ContractError(f"{source}: kedro.figures must be a list of catalog dataset names")
