@@ -85,48 +85,55 @@ class RunRecorder:
         )
 
     def finish(self) -> None:
+        """Register when the run produced everything a version needs; the run ends FAILED (with
+        the error as a tag) if registration itself fails."""
+        try:
+            self._register()
+        except Exception as exc:
+            self.fail(exc)
+            raise
+        self._end("FINISHED")
+
+    def _register(self) -> None:
         import mlflow
 
         from conveyor.core.tracking import register_version
 
-        try:
-            missing = [
-                field
-                for field, done in (
-                    ("model", self._model_info is not None),
-                    ("metrics", "metrics" in self._logged),
-                    ("eval_set", "eval_set" in self._logged),
-                    ("reference_sample", "reference_sample" in self._logged),
-                )
-                if not done
-            ]
-            if missing:
-                names = ", ".join(f"{getattr(self.section, f)} (kedro.{f})" for f in missing)
-                logger.warning(
-                    "Model not registered: this run did not produce %s (run the whole pipeline to register)",
-                    names,
-                )
-                return
-            tags = self._lineage_tags()
-            mlflow.set_tags(tags)
-            version = register_version(
-                self._model_info.model_uri,
-                self.contract.name,
-                alias=self.section.alias,
-                tags=tags,
-                contract=self.contract,
+        missing = [
+            field
+            for field, done in (
+                ("model", self._model_info is not None),
+                ("metrics", "metrics" in self._logged),
+                ("eval_set", "eval_set" in self._logged),
+                ("reference_sample", "reference_sample" in self._logged),
             )
-            mlflow.set_tag("conveyor.model_version", version.version)
-            logger.info(
-                "Registered %s version %s with alias %r (models:/%s@%s)",
-                version.name,
-                version.version,
-                self.section.alias,
-                version.name,
-                self.section.alias,
+            if not done
+        ]
+        if missing:
+            names = ", ".join(f"{getattr(self.section, f)} (kedro.{f})" for f in missing)
+            logger.warning(
+                "Model not registered: this run did not produce %s (run the whole pipeline to register)",
+                names,
             )
-        finally:
-            self._end("FINISHED")
+            return
+        tags = self._lineage_tags()
+        mlflow.set_tags(tags)
+        version = register_version(
+            self._model_info.model_uri,
+            self.contract.name,
+            alias=self.section.alias,
+            tags=tags,
+            contract=self.contract,
+        )
+        mlflow.set_tag("conveyor.model_version", version.version)
+        logger.info(
+            "Registered %s version %s with alias %r (models:/%s@%s)",
+            version.name,
+            version.version,
+            self.section.alias,
+            version.name,
+            self.section.alias,
+        )
 
     def fail(self, error: Exception) -> None:
         import mlflow
