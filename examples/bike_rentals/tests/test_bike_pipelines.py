@@ -1,4 +1,6 @@
-"""``kedro run`` end to end in a temporary copy of the project, as a person would run it."""
+"""``kedro run`` end to end in a temporary copy of the project, as a person would run it: the
+outputs land under ``data_root``, and Conveyor's Kedro plugin (found through its entry point; the
+project registers no hooks) records the run and registers a version in the copy's own MLflow store."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from bike_frames import PROJECT, make_hours
+from bike_frames import CONF, PROJECT, make_hours
 
 from bike_rentals.pipelines.data_processing.nodes import model_view
 from bike_rentals.schema import INPUTS, LABEL, TIMESTAMP
@@ -33,7 +35,9 @@ def _copy_project(target: Path) -> Path:
 
 
 def _kedro_run(project: Path, *params: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    # No tracking URI from the caller: the plugin falls back to the project's kedro.tracking_uri.
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    env.update(KEDRO_DISABLE_TELEMETRY="1", MLFLOW_DISABLE_TELEMETRY="true")
     return subprocess.run(
         [sys.executable, "-m", "kedro", "run", *(["--params", ",".join(params)] if params else [])],
         cwd=project,
@@ -88,6 +92,48 @@ def test_eval_set_and_reference_are_raw_inputs_and_label_of_the_right_hours(
     assert len(reference) == min(len(train), 2000)
 
 
+def test_the_plugin_registers_the_run_with_its_contract_lineage_and_files(
+    finished: tuple[Path, Path],
+) -> None:
+    from mlflow import MlflowClient
+
+    from conveyor.core.contract import ModelContract
+    from conveyor.core.tracking import (
+        EVAL_SET_ARTIFACT,
+        METRICS_ARTIFACT,
+        REFERENCE_ARTIFACT,
+        VALIDATION_REPORT_JSON,
+    )
+
+    project, scratch = finished
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(store, store)
+    (version,) = client.search_model_versions("name='bike_rentals'")
+    assert client.get_model_version_by_alias("bike_rentals", "challenger").version == version.version
+    lineage = json.loads((scratch / "02_intermediate/partition_lineage.json").read_text())
+    assert version.tags["conveyor.partition"] == "2011-02"
+    assert version.tags["conveyor.data_hash"] == lineage["data_hash"]
+    stored = ModelContract.from_tag(version.tags["conveyor.contract"])
+    declared = ModelContract.from_file(CONF / "conveyor.yml")
+    assert stored.to_dict(with_extra=False) == declared.to_dict(with_extra=False)
+    run = client.get_run(version.run_id)
+    metrics = json.loads((scratch / "08_reporting/metrics.json").read_text())
+    assert run.data.metrics["rmse"] == pytest.approx(metrics["rmse"])
+    assert run.info.status == "FINISHED" and run.data.tags["conveyor.pipeline"] == "__default__"
+    assert "data_root" not in run.data.params  # where files went is not a model parameter
+    history = client.get_metric_history(run.info.run_id, "validation_rmse")
+    assert len(history) == len(json.loads((scratch / "08_reporting/training_history.json").read_text()))
+    logged = {
+        a.path
+        for folder in ("evaluation", "reference", "validation")
+        for a in client.list_artifacts(run.info.run_id, folder)
+    }
+    assert {EVAL_SET_ARTIFACT, REFERENCE_ARTIFACT, METRICS_ARTIFACT, VALIDATION_REPORT_JSON} <= logged
+    assert {"evaluation/predicted_vs_actual_plot.png", "evaluation/residuals_plot.png"} <= logged
+    eval_set = pd.read_parquet(client.download_artifacts(run.info.run_id, EVAL_SET_ARTIFACT, str(scratch)))
+    assert list(eval_set.columns) == [*INPUTS, LABEL]
+
+
 def test_a_broken_month_stops_the_run_at_the_gate(tmp_path: Path) -> None:
     """The catalog's source swapped for a folder of monthly files, one hour's count corrupted:
     the run fails with the gate's report and trains nothing."""
@@ -109,3 +155,11 @@ def test_a_broken_month_stops_the_run_at_the_gate(tmp_path: Path) -> None:
     assert "DataValidationError" in result.stderr
     assert "[CRITICAL] expect_column_values_to_be_null on column 'bikers'" in result.stderr
     assert not (tmp_path / "scratch/06_models").exists()
+    # The plugin recorded the failed run and registered nothing.
+    from mlflow import MlflowClient
+
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    client = MlflowClient(store, store)
+    assert client.search_model_versions("name='bike_rentals'") == []
+    (run,) = client.search_runs([client.get_experiment_by_name("bike_rentals").experiment_id])
+    assert run.info.status == "FAILED" and "DataValidationError" in run.data.tags["conveyor.error"]
