@@ -14,11 +14,11 @@ export PYTHONDONTWRITEBYTECODE := 1
 venv: $(STAMP)
 
 # torch first and alone: `torch==2.13.0` is the CPU wheel on local disk; any other spec pulls CUDA.
-$(STAMP): pyproject.toml constraints.txt kedro_project/pyproject.toml
+$(STAMP): pyproject.toml constraints.txt kedro_project/pyproject.toml examples/bike_rentals/pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' -e ./kedro_project
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]' -e ./kedro_project -e ./examples/bike_rentals
 	@touch $@
 
 # Debian packages the tests drive for real (browser, Prometheus, load generator); installed only when missing.
@@ -27,7 +27,7 @@ apt:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check provider jupyter_ext/conveyor_jupyter kedro_project/src dags tests benchmarks
+	$(BIN)/ruff format --check provider jupyter_ext/conveyor_jupyter kedro_project/src examples dags tests benchmarks
 
 pytest: venv apt
 	@bash scripts/run_pytest.sh $(PYTEST_ARGS)
@@ -58,7 +58,7 @@ bench: venv
 constraints:
 	rm -rf /tmp/conveyor-resolve && $(PYTHON) -m venv /tmp/conveyor-resolve
 	/tmp/conveyor-resolve/bin/pip install --quiet torch==2.13.0
-	/tmp/conveyor-resolve/bin/pip install --quiet -e '.[dev]' -e ./kedro_project 'numpy<2'
+	/tmp/conveyor-resolve/bin/pip install --quiet -e '.[dev]' -e ./kedro_project -e ./examples/bike_rentals 'numpy<2'
 	{ echo "# The whole resolved stack (Python 3.11). Regenerate with: make constraints"; \
 	  /tmp/conveyor-resolve/bin/pip freeze --exclude-editable | sed 's/+cpu$$//'; } > constraints.txt
 
