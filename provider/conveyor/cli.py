@@ -1,4 +1,4 @@
-"""``conveyor``: serve models, deploy and roll back versions, read a gateway's status.
+"""``conveyor``: set a Kedro project up, serve models, deploy and roll back versions, read a gateway's status.
 
 Settings come from flags, then the environment (``CONVEYOR_GATEWAY_URL``,
 ``CONVEYOR_GATEWAY_TOKEN``, ``MLFLOW_TRACKING_URI``), so the same commands work on a laptop and
@@ -11,7 +11,10 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Any
+
+from conveyor.core.contract import TASKS
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 
@@ -154,6 +157,51 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from conveyor.project.init import InitRequest, init_project
+    from conveyor.project.kedro_project import ProjectError, quiet_kedro
+    from conveyor.project.suite_draft import DraftError
+
+    quiet_kedro()
+    request = InitRequest(
+        dataset=args.dataset,
+        label=args.label,
+        task=args.task,
+        score=args.score,
+        decision=args.decision,
+        name=args.name,
+        sample_rows=args.sample_rows,
+    )
+    try:
+        files = init_project(Path(args.project), request, env=args.env)
+    except (ProjectError, DraftError) as exc:
+        print(f"conveyor init: {exc}", file=sys.stderr)
+        return 1
+    root = Path(args.project).resolve()
+    for path in files.values():
+        print(f"wrote {path.relative_to(root)}")
+    print(
+        f"next: name your outputs in the kedro: section of {files['contract'].relative_to(root)} "
+        f"(the TODO_ values), review the REVIEW values and {files['suite'].relative_to(root)}, "
+        "then run `conveyor doctor`"
+    )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from conveyor.project.doctor import check_project
+    from conveyor.project.kedro_project import quiet_kedro
+
+    quiet_kedro()
+    findings = check_project(Path(args.project), env=args.env)
+    print(f"conveyor doctor: {Path(args.project).resolve()}")
+    for finding in findings:
+        print(finding.line())
+    problems = sum(not f.ok for f in findings)
+    print(f"{problems} problem{'s' if problems != 1 else ''}" if problems else "no problems")
+    return 1 if problems else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from conveyor import demo
 
@@ -163,6 +211,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="conveyor", description=__doc__.splitlines()[0])
     sub = top.add_subparsers(dest="command", required=True)
+
+    def project_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--project", default=".", help="the Kedro project's folder (default: here)")
+        p.add_argument("--env", help="Kedro configuration environment (default: the project's)")
+
+    init = sub.add_parser("init", help="add Conveyor to this Kedro project: contract, GX suite, DAG file")
+    init.add_argument("--dataset", required=True, help="catalog entry of the input table to gate")
+    init.add_argument("--label", required=True, help="its column holding the truth")
+    init.add_argument("--task", required=True, choices=TASKS)
+    init.add_argument("--score", required=True, help="the model output column metrics and drift watch")
+    init.add_argument("--decision", help="the output column with the predicted class (classifiers)")
+    init.add_argument("--name", help="registered model name (default: the project's package)")
+    init.add_argument("--sample-rows", type=int, default=10_000, help="rows the suite is drafted from")
+    project_args(init)
+    init.set_defaults(func=cmd_init)
+
+    doctor = sub.add_parser("doctor", help="check this project: contract, catalog, suites, MLflow")
+    project_args(doctor)
+    doctor.set_defaults(func=cmd_doctor)
 
     serve = sub.add_parser("serve", help="run the gateway")
     serve.add_argument("--host", default="127.0.0.1")

@@ -11,6 +11,7 @@ import importlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from conveyor.core.contract import ContractError, ModelContract, section, string_field
@@ -76,6 +77,13 @@ class KedroSection:
             names[f"data_gate.{dataset}"] = dataset
             names[f"data_gate.{dataset} (suite)"] = suite
         return names
+
+    def store_uri(self, project_path: Path) -> str:
+        """``tracking_uri`` with a relative sqlite path made the project's, not the caller's cwd."""
+        uri = self.tracking_uri
+        if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+            return f"sqlite:///{(project_path / uri.removeprefix('sqlite:///')).resolve()}"
+        return uri
 
     def model_logger(self) -> Callable[[Any, Any], Any]:
         """The project's ``log_model`` function, imported; a ``ContractError`` names what failed."""

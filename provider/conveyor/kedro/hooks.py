@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 CONFIG_KEY = "conveyor"
 CONFIG_PATTERNS = ["conveyor*"]
+SOURCE = f"conf/<env>/{CONTRACT_FILE}"
 
 
 class ConveyorHooks:
@@ -47,26 +48,16 @@ class ConveyorHooks:
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         self._settings, self._catalog, self._run = None, None, None
-        loader = context.config_loader
-        patterns = getattr(loader, "config_patterns", None)
-        if isinstance(patterns, dict):
-            patterns.setdefault(CONFIG_KEY, CONFIG_PATTERNS)
-        try:
-            raw = loader[CONFIG_KEY]
-        except (KeyError, MissingConfigException):  # no conveyor.yml: not a Conveyor project
-            raw = None
-        if not raw:
+        # Read (and refused if malformed) before anything trains.
+        contract = read_contract(context.config_loader)
+        if contract is None:
             return
-        # Read (and refused if malformed) before anything trains; through the config loader, so
-        # --conf-source and environments apply to it as to the rest of conf/.
-        source = f"conf/<env>/{CONTRACT_FILE}"
-        contract = ModelContract.from_mapping(dict(raw), source=source)
-        section = kedro_section(contract, source)
+        section = kedro_section(contract, SOURCE)
         if section is None:
             logger.warning(
                 "%s has no kedro: section: Conveyor records and registers nothing for this project "
                 "(docs/kedro.md, 'The Conveyor plugin')",
-                source,
+                SOURCE,
             )
             return
         section.model_logger()
@@ -117,17 +108,35 @@ class ConveyorHooks:
             run.fail(error)
 
 
-def _check_names(section: KedroSection, catalog: Any) -> None:
-    """Every name the section gives is a catalog entry or a dataset of a registered pipeline: a
-    typo is refused before the first node runs, not noticed as a model that never registers."""
+def read_contract(loader: Any) -> ModelContract | None:
+    """The project's contract, read through its config loader (so ``--conf-source`` and
+    environments apply to ``conveyor.yml`` as to the rest of ``conf/``); ``None`` without one."""
+    patterns = getattr(loader, "config_patterns", None)
+    if isinstance(patterns, dict):
+        patterns.setdefault(CONFIG_KEY, CONFIG_PATTERNS)
+    try:
+        raw = loader[CONFIG_KEY]
+    except (KeyError, MissingConfigException):  # no conveyor.yml: not a Conveyor project
+        return None
+    return ModelContract.from_mapping(dict(raw), source=SOURCE) if raw else None
+
+
+def unknown_names(section: KedroSection, catalog: Any) -> list[str]:
+    """The section's names that are neither a catalog entry nor a dataset of a registered
+    pipeline, as ``kedro.<field> 'name'``."""
     from kedro.framework.project import pipelines
 
     known = {name for pipeline in pipelines.values() for name in pipeline.datasets()}
-    unknown = [
+    return [
         f"kedro.{field} {name!r}"
         for field, name in section.datasets().items()
         if name not in known and name not in catalog
     ]
+
+
+def _check_names(section: KedroSection, catalog: Any) -> None:
+    """A typo is refused before the first node runs, not noticed as a model that never registers."""
+    unknown = unknown_names(section, catalog)
     if unknown:
         raise ContractError(
             f"{CONTRACT_FILE}: {', '.join(unknown)}: not a catalog entry nor a dataset of any pipeline"

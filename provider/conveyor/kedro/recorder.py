@@ -314,10 +314,7 @@ class RunRecorder:
         from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
 
         if not is_tracking_uri_set():
-            uri = self.section.tracking_uri
-            if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
-                uri = f"sqlite:///{(self.project_path / uri.removeprefix('sqlite:///')).resolve()}"
-            mlflow.set_tracking_uri(uri)
+            mlflow.set_tracking_uri(self.section.store_uri(self.project_path))
         local = mlflow.get_tracking_uri().startswith(("sqlite:", "file:"))
         experiment = self.section.experiment
         if mlflow.get_experiment_by_name(experiment) is None:
