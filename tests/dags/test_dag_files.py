@@ -12,6 +12,13 @@ from conveyor.local.airflow import REPO_ROOT
 
 DAGS = REPO_ROOT / "dags"
 DAG_FILES = sorted(DAGS.glob("*.py"))
+# The demo's loop has a file per DAG; the second model's one file builds its three, prefixed.
+EXPECTED = {
+    "ml_ci.py": ["ml_ci"],
+    "ml_cd.py": ["ml_cd"],
+    "ml_monitor.py": ["ml_monitor"],
+    "bike_rentals.py": ["bike_rentals__ml_cd", "bike_rentals__ml_ci", "bike_rentals__ml_monitor"],
+}
 HEAVY = ("mlflow", "torch", "pandas", "great_expectations", "alibi_detect", "kedro", "sklearn")
 
 # Parse one file the way the dag-processor does: a process that already imported Airflow, then
@@ -44,7 +51,7 @@ def parsed() -> dict[str, dict]:
 def test_dag_file_loads_without_import_errors(parsed: dict[str, dict], name: str) -> None:
     result = parsed[name]
     assert result["errors"] == {}
-    assert result["dags"] == [name.removesuffix(".py")]
+    assert result["dags"] == EXPECTED[name]
 
 
 @pytest.mark.parametrize("name", [p.name for p in DAG_FILES])
@@ -63,6 +70,29 @@ def test_every_param_has_a_description_for_the_trigger_form() -> None:
         assert not undescribed, f"{dag_id} params without description: {undescribed}"
 
 
-def test_the_three_dags_of_the_loop_are_present(parsed: dict[str, dict]) -> None:
+def test_the_loops_of_both_models_are_present(parsed: dict[str, dict]) -> None:
+    assert sorted(parsed) == sorted(EXPECTED)
     dag_ids = sorted(dag_id for result in parsed.values() for dag_id in result["dags"])
-    assert dag_ids == ["ml_cd", "ml_ci", "ml_monitor"]
+    assert dag_ids == sorted(dag_id for ids in EXPECTED.values() for dag_id in ids)
+
+
+def test_every_kedro_connection_the_dags_use_is_defined_for_their_project() -> None:
+    """``connection_env`` (the demo, ``make airflow``, the test Airflow) defines each DAG's
+    ``kedro_conn_id``, pointing at the project whose contract built that DAG."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    from conveyor.core.contract import ModelContract
+    from conveyor.local.airflow import connection_env
+
+    env = connection_env("http://127.0.0.1:5000")
+    bag = DagBag(dag_folder=str(DAGS))
+    used = {}
+    for dag_id, dag in bag.dags.items():
+        conn_id = dag.default_args["kedro_conn_id"]
+        conn = json.loads(env[f"AIRFLOW_CONN_{conn_id.upper()}"])
+        assert conn["conn_type"] == "conveyor_kedro"
+        project = conn["extra"]["project_path"]
+        contract = ModelContract.from_file(f"{project}/conf/base/conveyor.yml")
+        assert contract.name in dag.tags, f"{dag_id} runs {project} through {conn_id}"
+        used[conn_id] = contract.name
+    assert used == {"kedro_default": "flight_delays", "kedro_bike_rentals": "bike_rentals"}

@@ -13,6 +13,7 @@ import pytest
 from conveyor.cli import main as conveyor_cli
 from conveyor.demo.stack import airflow_env, port_or_free, start_stack
 from conveyor.local import services
+from conveyor.local.airflow import REPO_ROOT
 from conveyor.local.process import free_port
 
 EXPECTED = {
@@ -105,6 +106,15 @@ def test_airflow_gets_every_connection_and_variable_the_dags_read(tmp_path: Path
         "t0k",
     )
     assert json.loads(env["AIRFLOW_CONN_MLFLOW_DEFAULT"])["host"] == "http://127.0.0.1:5000"
+    # Both Kedro projects of dags/: the demo's and the second example's (bike_rentals__* DAGs).
+    projects = {
+        name: json.loads(env[f"AIRFLOW_CONN_{name}"])["extra"]["project_path"]
+        for name in ("KEDRO_DEFAULT", "KEDRO_BIKE_RENTALS")
+    }
+    assert projects == {
+        "KEDRO_DEFAULT": str(REPO_ROOT / "kedro_project"),
+        "KEDRO_BIKE_RENTALS": str(REPO_ROOT / "examples" / "bike_rentals"),
+    }
     assert env["AIRFLOW_VAR_CONVEYOR_INFERENCE_LOG_URL"] == str((tmp_path / "inference-log").resolve())
     assert env["AIRFLOW_VAR_CONVEYOR_PUSHGATEWAY_URL"] == "http://127.0.0.1:9091"
     # ml_monitor retrains on the replayed month, not on the month the demo happens to run in.

@@ -15,7 +15,13 @@ from pathlib import Path
 import pytest
 
 from conveyor.clients.airflow import AirflowClient
-from conveyor.local.airflow import REPO_ROOT, LocalAirflow, connection_env, private_kedro_conf
+from conveyor.local.airflow import (
+    BIKE_RENTALS_PROJECT,
+    REPO_ROOT,
+    LocalAirflow,
+    connection_env,
+    private_kedro_conf,
+)
 from conveyor.local.mlflow_server import MlflowServer
 
 
@@ -29,13 +35,19 @@ def airflow_dags_folder() -> Path:
 def airflow(
     tmp_path_factory: pytest.TempPathFactory, airflow_dags_folder: Path, mlflow_server: MlflowServer
 ) -> Iterator[LocalAirflow]:
-    """Airflow with LocalExecutor on PostgreSQL, connected to the session's MLflow server."""
+    """Airflow with LocalExecutor on PostgreSQL, connected to the session's MLflow server; both
+    Kedro projects of ``dags/`` run on private copies of their configuration, so no test writes
+    into a working tree's ``data/``."""
     started = time.monotonic()
     home = tmp_path_factory.mktemp("airflow")
     local = LocalAirflow(
         home=home,
         dags_folder=airflow_dags_folder,
-        extra_env=connection_env(mlflow_server.url, kedro_conf_source=private_kedro_conf(home)),
+        extra_env=connection_env(
+            mlflow_server.url,
+            kedro_conf_source=private_kedro_conf(home),
+            bike_rentals_conf_source=private_kedro_conf(home, BIKE_RENTALS_PROJECT, name="bike_rentals"),
+        ),
     )
     with local:
         print(f"\nAirflow {local.url} ready in {time.monotonic() - started:.1f}s")

@@ -28,27 +28,34 @@ from conveyor.local.process import ensure_port_free, free_port, log_tail, start_
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 REPO_ROOT = Path(__file__).resolve().parents[3]
+# The repository's Kedro projects, each run by its DAGs through its own ``conveyor_kedro``
+# connection (``airflow.connections.kedro`` of its conveyor.yml): dags/ml_*.py run the demo
+# (``kedro_default``), dags/bike_rentals.py the second example (``kedro_bike_rentals``).
+KEDRO_PROJECT = REPO_ROOT / "kedro_project"
+BIKE_RENTALS_PROJECT = REPO_ROOT / "examples" / "bike_rentals"
+BIKE_RENTALS_CONN_ID = "kedro_bike_rentals"
 
 
 def connection_env(
     mlflow_url: str,
-    kedro_project: Path = REPO_ROOT / "kedro_project",
+    kedro_project: Path = KEDRO_PROJECT,
     gateway_url: str | None = None,
     gateway_token: str | None = None,
     kedro_conf_source: Path | None = None,
+    bike_rentals_conf_source: Path | None = None,
 ) -> dict[str, str]:
     """The Conveyor connections (``docs/contracts.md``) as ``AIRFLOW_CONN_*`` variables for ``extra_env``.
 
-    ``kedro_conf_source`` points Kedro runs at another configuration folder (e.g. one whose
-    ``data_root`` keeps a test session's files out of the project); ``gateway_token`` is the
-    gateway's admin token (the connection's password).
+    Both Kedro projects of ``dags/`` get their connection: ``kedro_default`` (``kedro_project``)
+    and ``kedro_bike_rentals`` (``examples/bike_rentals``). ``kedro_conf_source`` and
+    ``bike_rentals_conf_source`` point their runs at another configuration folder (e.g. one whose
+    ``data_root`` keeps a test session's files out of the project, ``private_kedro_conf``);
+    ``gateway_token`` is the gateway's admin token (the connection's password).
     """
-    kedro_extra = {"project_path": str(kedro_project)}
-    if kedro_conf_source is not None:
-        kedro_extra["conf_source"] = str(kedro_conf_source)
     conns: dict[str, dict] = {
         "MLFLOW_DEFAULT": {"conn_type": "conveyor_mlflow", "host": mlflow_url},
-        "KEDRO_DEFAULT": {"conn_type": "conveyor_kedro", "extra": kedro_extra},
+        "KEDRO_DEFAULT": _kedro_connection(kedro_project, kedro_conf_source),
+        BIKE_RENTALS_CONN_ID.upper(): _kedro_connection(BIKE_RENTALS_PROJECT, bike_rentals_conf_source),
     }
     if gateway_url is not None:
         gateway: dict[str, str] = {"conn_type": "conveyor_gateway", "host": gateway_url}
@@ -58,16 +65,24 @@ def connection_env(
     return {f"AIRFLOW_CONN_{name}": json.dumps(conn) for name, conn in conns.items()}
 
 
-def private_kedro_conf(folder: Path, kedro_project: Path = REPO_ROOT / "kedro_project") -> Path:
-    """A copy of the project's configuration whose ``data_root`` is ``folder/kedro-data``.
+def _kedro_connection(project: Path, conf_source: Path | None) -> dict:
+    extra = {"project_path": str(project)}
+    if conf_source is not None:
+        extra["conf_source"] = str(conf_source)
+    return {"conn_type": "conveyor_kedro", "extra": extra}
+
+
+def private_kedro_conf(folder: Path, kedro_project: Path = KEDRO_PROJECT, name: str = "kedro") -> Path:
+    """A copy of the project's configuration, ``folder/<name>-conf``, whose ``data_root`` is
+    ``folder/<name>-data`` (a second project takes another ``name``).
 
     The catalog writes its intermediate datasets to fixed files under ``data_root``; a test
     session or a benchmark that points its Kedro runs here (``connection_env(kedro_conf_source=)``,
     ``kedro run --conf-source``) never touches, nor races with, the working tree's ``data/``.
     """
-    conf = folder / "kedro-conf"
+    conf = folder / f"{name}-conf"
     shutil.copytree(kedro_project / "conf", conf)
-    (conf / "base" / "globals.yml").write_text(f"data_root: {folder / 'kedro-data'}\n")
+    (conf / "base" / "globals.yml").write_text(f"data_root: {folder / f'{name}-data'}\n")
     return conf
 
 
