@@ -159,10 +159,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_init(args: argparse.Namespace) -> int:
     from conveyor.project.init import InitRequest, init_project
-    from conveyor.project.kedro_project import ProjectError, quiet_kedro
+    from conveyor.project.kedro_project import ProjectError, quiet_logging
     from conveyor.project.suite_draft import DraftError
 
-    quiet_kedro()
+    quiet_logging()
     request = InitRequest(
         dataset=args.dataset,
         label=args.label,
@@ -190,9 +190,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from conveyor.project.doctor import check_project
-    from conveyor.project.kedro_project import quiet_kedro
+    from conveyor.project.kedro_project import quiet_logging
 
-    quiet_kedro()
+    quiet_logging()
     findings = check_project(Path(args.project), env=args.env)
     print(f"conveyor doctor: {Path(args.project).resolve()}")
     for finding in findings:

@@ -14,6 +14,7 @@ from tests.cli.conftest import conveyor, project_env
 
 pytestmark = pytest.mark.integration
 
+GATE = "data gate patients (kedro.data_gate, airflow.ci.data_gate)"
 INIT = [
     "init",
     "--dataset",
@@ -88,7 +89,12 @@ def set_up(new_project) -> Path:
 def _lines(done) -> dict[str, str]:
     """Finding by subject; a subject with several findings gets them joined by " | "."""
     found: dict[str, list[str]] = {}
-    for line in done.stdout.splitlines()[1:-1]:
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("conveyor doctor: ") and lines[-1].endswith(("problems", "problem")), lines
+    for line in lines[1:-1]:
+        assert line.startswith(("  ok  ", "  PROBLEM  ")), (
+            f"not a finding: {line!r}"
+        )  # nothing else on stdout
         status, _, rest = line.strip().partition("  ")
         subject, _, message = rest.strip().partition(": ")
         found.setdefault(subject, []).append(f"{status}: {message}")
@@ -103,8 +109,8 @@ def test_a_fresh_init_lists_exactly_what_is_left_to_fill_in(new_project) -> None
     found = _lines(done)
     assert found["kedro names"].startswith("PROBLEM: kedro.model 'TODO_model', kedro.metrics 'TODO_metrics'")
     assert found["kedro.log_model"] == "PROBLEM: cannot import 'TODO_module': No module named 'TODO_module'"
-    assert found["kedro.data_gate.patients"].startswith("ok: suite patients_suite: 45 of 45 expectations met")
-    assert "still marked a draft" in found["kedro.data_gate.patients"]
+    assert found[GATE].startswith("ok: suite patients_suite: 45 of 45 expectations met")
+    assert "still marked a draft" in found[GATE]
     assert found["MLflow"].endswith("mlflow.db: created by the first run")
     assert found["airflow section"].startswith("ok: ml_ci on @weekly, ml_cd to deployment clinic (canary)")
     assert (
@@ -142,10 +148,12 @@ def test_each_problem_is_named_on_one_run(set_up: Path) -> None:
     done = conveyor(set_up, "doctor", env=project_env() | {"MLFLOW_TRACKING_URI": dead})
     assert done.returncode == 1
     found = _lines(done)
-    gate = found["kedro.data_gate.patients"]
+    gate = found["data gate patients (kedro.data_gate)"]
     assert gate.startswith("PROBLEM: suite patients_suite names columns patients does not have: visit_date")
     assert found["MLflow"].startswith(f"PROBLEM: {dead} does not answer: ConnectError")
-    assert found["airflow.ci.data_gate"] == "PROBLEM: not catalog entries: patients -> patient_suite"
+    assert found["data gate patients (airflow.ci.data_gate)"] == (
+        "PROBLEM: 'patient_suite' is not an entry of the project's catalog (it has: patients, patients_suite)"
+    )
     assert " | PROBLEM: 1 critical failures on 199 rows: [CRITICAL] expect_column_to_exist" in gate
     assert done.stdout.splitlines()[-1] == "4 problems"
 
@@ -159,7 +167,7 @@ def test_data_that_breaks_the_suite_is_a_problem_naming_the_column(set_up: Path)
     frame.drop(columns=["s6"]).to_csv(data, index=False)
     done = conveyor(set_up, "doctor")
     found = _lines(done)
-    problem = found["kedro.data_gate.patients"]
+    problem = found[GATE]
     assert problem.startswith("PROBLEM: suite patients_suite names columns patients does not have: s6")
     # the second finding on the same dataset: the suite run itself
     assert " | PROBLEM: 3 critical failures on 442 rows: " in problem
@@ -192,3 +200,14 @@ def test_doctor_outside_a_kedro_project_says_so(tmp_path: Path) -> None:
     done = conveyor(tmp_path, "doctor")
     assert done.returncode == 1
     assert "has no pyproject.toml: run this inside a Kedro project" in done.stdout
+
+
+@pytest.mark.parametrize("folder", ["kedro_project", "examples/bike_rentals"])
+def test_the_bundled_projects_pass(folder: str) -> None:
+    """Both examples, each suite on the partition its ml_ci's manual runs train on."""
+    project = Path(__file__).resolve().parents[2] / folder
+    done = conveyor(project, "doctor")
+    assert done.returncode == 0, done.stdout + done.stderr
+    found = _lines(done)
+    (gate,) = [finding for subject, finding in found.items() if subject.startswith("data gate ")]
+    assert gate.startswith("ok: suite ") and "expectations met on" in gate

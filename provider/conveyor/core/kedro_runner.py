@@ -157,14 +157,19 @@ def load_dataset(
     bootstrap_project(path)
     with KedroSession.create(project_path=path, env=env, conf_source=conf_source) as session:
         data = session.load_context().catalog.load(name)
-    if isinstance(data, Mapping) and data and all(callable(v) for v in data.values()):
-        return _select_partitions(name, data, partition)
+    if is_partitioned(data):
+        return select_partitions(name, data, partition)
     if partition:
         raise ValueError(f"dataset {name!r} is not partitioned, but partition {partition!r} was given")
     return data
 
 
-def _select_partitions(name: str, parts: Mapping[str, Callable[[], Any]], partition: str | None) -> Any:
+def is_partitioned(data: Any) -> bool:
+    """What a partitioned dataset loads as: partition id -> a function that loads it."""
+    return isinstance(data, Mapping) and bool(data) and all(callable(v) for v in data.values())
+
+
+def select_partitions(name: str, parts: Mapping[str, Callable[[], Any]], partition: str | None) -> Any:
     import pandas as pd
 
     if not partition:

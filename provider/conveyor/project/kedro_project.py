@@ -16,10 +16,12 @@ from typing import Any
 _DISTRIBUTION = "conveyor-ml"
 
 
-def quiet_kedro() -> None:
-    """For a command whose report is its output: the project logs warnings only, and not Kedro's
-    own deprecation notice about OmegaConf resolvers, which every command would otherwise repeat."""
+def quiet_logging() -> None:
+    """For a command whose report is its output: the project logs warnings only (Kedro's logging
+    and Airflow's, which reconfigures logging when the DAG config's schedules are parsed), and
+    not Kedro's own deprecation notice about OmegaConf resolvers."""
     os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(Path(__file__).with_name("logging.yml")))
+    os.environ.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
     warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated")
 
 
