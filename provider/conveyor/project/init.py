@@ -62,7 +62,7 @@ def init_project(path: Path, request: InitRequest, env: str | None = None) -> di
             raise ProjectError(f"the catalog already has an entry {suite_entry!r}")
         frame = _sample(project, request)
         suite = draft_suite(frame, request.dataset, request.label, source=request.dataset)
-        contract_text = contract_yaml(name, request, frame, project.path)
+        contract_text = contract_yaml(name, request, frame)
         _check_contract(contract_text, files["contract"])
         texts = {
             "contract": contract_text,
@@ -127,9 +127,18 @@ def _round(value: float) -> float:
     return float(f"{value:.3g}")
 
 
-def _outputs_and_rules(name: str, request: InitRequest, label: Any) -> tuple[list[str], list[str], list[str]]:
-    """(outputs lines, gate lines, canary lines) of the contract for the task, with starting
-    values measured on the label: what a model must beat to be worth serving."""
+@dataclass(frozen=True)
+class _TaskLines:
+    """The task-specific lines of the contract (``model.classes``, ``model.outputs``, ``gate``,
+    ``canary``), with starting values measured on the label: what a model must beat."""
+
+    classes: list[str]
+    outputs: list[str]
+    gate: list[str]
+    canary: list[str]
+
+
+def _task_lines(request: InitRequest, label: Any) -> _TaskLines:
     if request.task == "regression":
         if not _numeric(label):
             raise ProjectError(f"--label {request.label!r} is not numeric: a regression needs a number")
@@ -144,7 +153,7 @@ def _outputs_and_rules(name: str, request: InitRequest, label: Any) -> tuple[lis
             "  online_metric: mae           # mean absolute error on labelled live traffic",
             f"  max_degradation: {_round(spread * 0.1)}    # REVIEW: 10 % of the label's standard deviation",
         ]
-        return outputs, gate, canary
+        return _TaskLines([], outputs, gate, canary)
     classes = sorted({str(v) for v in label.dropna().unique()})
     if request.task == "binary_classification":
         if len(classes) != 2:
@@ -180,9 +189,8 @@ def _outputs_and_rules(name: str, request: InitRequest, label: Any) -> tuple[lis
         "  online_metric: accuracy      # on labelled live traffic, canary vs stable",
         "  max_degradation: 0.05        # REVIEW",
     ]
-    if request.task == "multiclass_classification":
-        outputs.insert(0, f"  classes: {json.dumps(classes)}")
-    return outputs, gate, canary
+    listed = [f"  classes: {json.dumps(classes)}"] if request.task == "multiclass_classification" else []
+    return _TaskLines(listed, outputs, gate, canary)
 
 
 def _numeric(series: Any) -> bool:
@@ -191,10 +199,8 @@ def _numeric(series: Any) -> bool:
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
-def contract_yaml(name: str, request: InitRequest, frame: Any, project: Path) -> str:
-    outputs, gate, canary = _outputs_and_rules(name, request, frame[request.label])
-    classes = [line for line in outputs if line.startswith("  classes:")]
-    outputs = [line for line in outputs if not line.startswith("  classes:")]
+def contract_yaml(name: str, request: InitRequest, frame: Any) -> str:
+    task = _task_lines(request, frame[request.label])
     today = date.today().isoformat()
     suite = f"{request.dataset}_suite"
     lines = [
@@ -207,14 +213,14 @@ def contract_yaml(name: str, request: InitRequest, frame: Any, project: Path) ->
         f"  name: {name}    # registered model in MLflow; part of DAG ids, asset URIs, deployments",
         f"  task: {request.task}    # binary_classification | multiclass_classification | regression",
         f"  label: {request.label}    # the truth: a column of the evaluation set and of feedback",
-        *classes,
+        *task.classes,
         "  outputs:                     # the columns the logged model's predict() returns",
-        *outputs,
+        *task.outputs,
         "gate:",
         "  metrics:  # threshold: a floor (a ceiling if lower is better); tolerance: vs the champion",
-        *gate,
+        *task.gate,
         "canary:",
-        *canary,
+        *task.canary,
         "",
         "# Conveyor's Kedro plugin: which catalog entries (node outputs count) a `kedro run` produces.",
         "# A run that produced the model, metrics, eval set and reference sample registers a version of",
