@@ -116,3 +116,39 @@ def test_rollback_operator_restores_deployment_and_registry_alias(
     assert registry.current_version(client, name) == versions[0]
     entry = registry.history(client, name)[-1]
     assert (entry.action, entry.reason) == ("rollback", "canary looked fine, production did not")
+
+
+def test_a_blue_green_switch_ends_in_the_worker_and_a_canary_defers_once_it_analyses(
+    connections: None, admin: GatewayClient, fresh: str, serving_models: ServingModels
+) -> None:
+    """Only a rollout waiting on analysis goes to the triggerer: a trigger that fires seconds after
+    its deferral would meet Airflow 3.3's stale executor event (apache/airflow#71580)."""
+    from airflow.sdk.exceptions import TaskDeferred
+
+    from conveyor.operators.deploy import DeployModelOperator
+
+    switch = DeployModelOperator(
+        task_id="switch", deployment=fresh, model_uri=serving_models.good_too, strategy="blue_green"
+    )
+    rollout = switch.execute({})
+    assert rollout["state"] == "switched", rollout["transitions"]
+    assert (
+        admin.deployment(fresh)["slots"]["stable"]["model_version"]
+        == serving_models.good_too.rsplit("/", 1)[1]
+    )
+    admin.rollout_action(fresh, "promote")
+
+    canary = DeployModelOperator(
+        task_id="canary",
+        deployment=fresh,
+        model_uri=serving_models.good,
+        analysis={"interval_s": 60, "count": 2},
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        canary.execute({})
+    trigger = deferred.value.trigger
+    shown = admin.deployment(fresh)["rollout"]
+    assert shown["state"] == "progressing" and trigger.model_uri == serving_models.good
+    # The trigger logs only what the worker has not logged already.
+    assert trigger.seen == len(shown["transitions"]) and trigger.started_at == shown["transitions"][0]["at"]
+    admin.rollout_action(fresh, "rollback")

@@ -80,8 +80,9 @@ class DeployModelOperator(BaseOperator):
     """Roll ``model_uri`` out to a gateway deployment with a traffic strategy.
 
     A deployment that does not exist yet gets the version in its stable slot directly. Otherwise
-    the gateway runs the rollout (canary steps with analysis, blue-green switch or shadow) and
-    this task waits for it in the triggerer (``deferrable=True``), logging each transition. It
+    the gateway runs the rollout (canary steps with analysis, blue-green switch or shadow); this
+    task waits while the version loads, then, if analysis follows, in the triggerer
+    (``deferrable=True``), logging each transition. It
     succeeds when the rollout succeeds (blue-green: once switched), fails when the gateway rolled
     back or could not load the version, and on a pause (inconclusive analysis) either keeps
     waiting for a person (``on_pause="wait"``) or fails (``"fail"``).
@@ -160,7 +161,21 @@ class DeployModelOperator(BaseOperator):
                     self.deployment, poll_s=self.poll_interval, progress=self._show, key=key
                 )
                 return self._finish(rollout)
-        self._defer(key)
+            # Loading the version takes seconds, so this process waits for it; only a rollout that
+            # then waits on analysis (minutes) goes to the triggerer. A blue-green switch or a failed
+            # load thus ends here: a trigger firing within seconds of its deferral is failed by
+            # Airflow 3.3 although the task succeeds (the scheduler takes the deferring process's
+            # late exit event for the resumed one's, apache/airflow#71580).
+            rollout = client.wait_rollout(
+                self.deployment,
+                poll_s=min(self.poll_interval, 0.5),
+                until=(*SETTLED, "progressing"),
+                progress=self._show,
+                key=key,
+            )
+            if rollout["state"] != "progressing":
+                return self._finish(rollout)
+        self._defer(rollout_key(rollout), seen=len(rollout["transitions"]))
         return {}
 
     def _defer(self, key: dict[str, str | None], seen: int = 0) -> None:
