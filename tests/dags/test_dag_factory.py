@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from conveyor.core.contract import METRICS, ContractError, ModelContract
 from conveyor.dags import build_dag, build_dags, contract_path, load
 from conveyor.dags.ci import runtime_params
-from conveyor.dags.config import ANALYSIS_SETTINGS, DEPLOYMENT_NAME, AirflowConfig
+from conveyor.dags.config import ANALYSIS_SETTINGS, DEPLOYMENT_NAME, DRIFT_SETTINGS, AirflowConfig
 from conveyor.dags.metrics import LABELS
 from conveyor.local.airflow import REPO_ROOT
 
@@ -51,7 +51,7 @@ BIKES: dict[str, Any] = {
                 }
             },
         },
-        "monitor": {"thresholds": {"mae": 30.0}},
+        "monitor": {"thresholds": {"mae": 30.0}, "drift": {"max_unseen_share": 1.0, "p_val": 0.01}},
     },
 }
 
@@ -181,6 +181,14 @@ def test_each_form_follows_its_contract(two_models: dict[str, Any]) -> None:
     assert bag.dags["ml_monitor"].get_task("model_performance").thresholds == {
         "roc_auc": "{{ params.min_roc_auc }}"
     }
+    # monitor.drift reaches only its own model's drift sensor, beside the form's backend.
+    backend = {"backend": "{{ params.drift_backend }}"}
+    assert bag.dags["ml_monitor"].get_task("data_drift").drift_config == backend
+    assert bikes_monitor.get_task("data_drift").drift_config == {
+        **backend,
+        "max_unseen_share": 1.0,
+        "p_val": 0.01,
+    }
 
 
 def _render(dag: Any, template: Any, **context: Any) -> Any:
@@ -248,6 +256,14 @@ def test_the_factorys_copies_of_other_modules_rules_stay_in_step() -> None:
     from conveyor.serving.deployment import NAME_PATTERN
 
     assert set(ANALYSIS_SETTINGS) == set(AnalysisConfig.__dataclass_fields__)
+    from conveyor.core.drift import DriftConfig
+
+    assert set(DRIFT_SETTINGS) <= set(DriftConfig.__dataclass_fields__) - {"backend", "method"}
+    for key, (low, high, whole) in DRIFT_SETTINGS.items():  # the section's bounds pass the class's
+        DriftConfig(**{key: low if key != "p_val" else 0.01})
+        if high is not None:
+            DriftConfig(**{key: high if key != "p_val" else 0.99})
+        assert whole == isinstance(getattr(DriftConfig(), key), int)
     assert DEPLOYMENT_NAME.pattern == NAME_PATTERN.pattern
     assert {m for task in METRICS.values() for m in task} == set(LABELS)
 
@@ -313,6 +329,10 @@ BAD = [
     ("airflow.monitor.window_hours", float("nan"), "airflow.monitor.window_hours"),
     ("airflow.monitor.thresholds.rmse", 3.0, "airflow.monitor.thresholds.rmse"),
     ("airflow.monitor.timeout_minutes", 10**9, "airflow.monitor.timeout_minutes"),
+    ("airflow.monitor.drift.method", "mmd", "airflow.monitor.drift.method"),
+    ("airflow.monitor.drift.max_unseen_share", 1.5, "airflow.monitor.drift.max_unseen_share"),
+    ("airflow.monitor.drift.p_val", 1, "airflow.monitor.drift.p_val"),
+    ("airflow.monitor.drift.min_window_rows", 1.5, "airflow.monitor.drift.min_window_rows"),
 ]
 
 
@@ -374,6 +394,7 @@ _KEYS = {
         "thresholds",
         "timeout_minutes",
         "tolerance",
+        "drift",
     ],
 }
 _dates = st.dates(dt.date(1960, 1, 1), dt.date(2300, 1, 1))
@@ -403,6 +424,9 @@ _PLAUSIBLE: dict[str, st.SearchStrategy[Any]] = {
     "thresholds": st.dictionaries(st.sampled_from(["roc_auc", "f1", "rmse"]), _scalars, max_size=2),
     "timeout_minutes": st.floats(-1, 20_000),
     "tolerance": st.floats(-1, 2),
+    "drift": st.dictionaries(
+        st.sampled_from(["max_unseen_share", "p_val", "min_window_rows", "bogus"]), _scalars, max_size=2
+    ),
 }
 
 

@@ -223,6 +223,23 @@ def test_many_unseen_categories_are_refused(detectors: dict[str, DriftDetector],
         detectors["alibi"].check(wrong)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_model_that_allows_unseen_categories_gets_them_tested_as_drift(
+    winter_split: tuple[pd.DataFrame, pd.DataFrame], backend: str
+) -> None:
+    """``max_unseen_share=1``: for an input whose new values are expected (a calendar month the
+    training months cannot contain), a window made only of them is drift, not wrong input."""
+    reference, holdout = winter_split
+    detector = build_detector(reference, DriftConfig(backend=backend, max_unseen_share=1.0))
+    window = holdout.dropna(subset=list(detector.schema.features)).sample(2000, random_state=11)
+    window = window.assign(carrier="ZZ").reset_index(drop=True)
+    result = detector.check(window)
+    assert result.unseen_categories == {"carrier": {"ZZ": 2000}}
+    assert result.is_drift and "carrier" in result.drifted_features
+    with pytest.raises(ValueError, match="max_unseen_share"):
+        DriftConfig(max_unseen_share=1.5)
+
+
 def test_a_few_unseen_categories_are_reported(
     detectors: dict[str, DriftDetector], winter_split: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:

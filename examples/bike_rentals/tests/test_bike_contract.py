@@ -56,3 +56,4 @@ def test_the_airflow_section_schedules_the_months_of_2011_beside_the_demo(parame
     assert {"bikeshare", "bikeshare_partition_suite"} <= set(catalog)
     assert (cd.deployment, cd.strategy) == ("bikes", "canary")
     assert dict(monitor.thresholds) == {"r2": 0.5}  # the gate's floor
+    assert dict(monitor.drift) == {"max_unseen_share": 1.0}  # a new month is drift, not bad input

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +46,18 @@ ANALYSIS_SETTINGS: tuple[str, ...] = (
     "max_online_degradation",
     "min_labelled",
 )
+# Settings of ``conveyor.core.drift.DriftConfig`` that ``monitor.drift`` may set, with their ranges
+# (low, high, whole number); the backend is ``monitor.drift_backend`` (a form field), and the
+# methods depend on it, so they stay the detector's defaults. A test keeps these in step with the
+# class, which imports numpy, too heavy for a DAG parse.
+DRIFT_SETTINGS: dict[str, tuple[float | None, float | None, bool]] = {
+    "p_val": (0.0, 1.0, False),
+    "psi_threshold": (0.0, None, False),
+    "min_window_rows": (2, None, True),
+    "max_nan_share": (0.0, 0.999, False),
+    "max_unseen_share": (0.0, 1.0, False),
+    "max_reference_rows": (1, None, True),
+}
 # The gateway's rule for deployment names (``conveyor.serving.deployment.NAME_PATTERN``, which a
 # test compares with this one): a DNS-1123 label.
 DEPLOYMENT_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
@@ -139,6 +151,7 @@ class Monitor:
     performance_min_rows: int = 200
     timeout: timedelta = timedelta(minutes=50)
     tolerance: float = 0.05
+    drift: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -510,6 +523,7 @@ def _monitor(value: Any, contract: ModelContract, timezone: str, ci_start: datet
             "timeout_minutes",
             "thresholds",
             "tolerance",
+            "drift",
         },
         source,
     )
@@ -534,7 +548,25 @@ def _monitor(value: Any, contract: ModelContract, timezone: str, ci_start: datet
             )
         ),
         tolerance=_bounded(body.get("tolerance", 0.05), f"{path}.tolerance", source, 0, None),
+        drift=_drift(body.get("drift", {}), f"{path}.drift", source),
     )
+
+
+def _drift(value: Any, path: str, source: str) -> Mapping[str, float]:
+    """Detector settings for this model's data-drift sensor (e.g. ``max_unseen_share: 1`` when a
+    categorical input such as the month takes values the training months cannot have)."""
+    body = section(value, path, set(DRIFT_SETTINGS), source)
+    settings: dict[str, float] = {}
+    for key, raw in body.items():
+        low, high, whole = DRIFT_SETTINGS[key]
+        where = f"{path}.{key}"
+        if whole:
+            settings[key] = _int(raw, where, source, low, high)
+        else:
+            settings[key] = _bounded(raw, where, source, low, high, exclusive_low=key == "p_val")
+            if key == "p_val" and settings[key] >= 1:
+                raise ContractError(f"{source}: {where} must be below 1, got {settings[key]}")
+    return settings
 
 
 def _thresholds(value: Any, contract: ModelContract, path: str, source: str) -> Mapping[str, float]:

@@ -95,7 +95,7 @@ def build(spec: DagSpec) -> DAG:
         }
         data_drift = DataDriftSensor(
             task_id="data_drift",
-            drift_config={"backend": "{{ params.drift_backend }}"},
+            drift_config={"backend": "{{ params.drift_backend }}", **monitor.drift},
             min_rows=monitor.drift_min_rows,
             **common,
         )

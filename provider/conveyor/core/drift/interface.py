@@ -85,9 +85,11 @@ class DriftConfig:
             raise ValueError(f"p_val must be in (0, 1), got {self.p_val}")
         if self.correction not in ("bonferroni", "fdr"):
             raise ValueError(f"correction must be 'bonferroni' or 'fdr', got {self.correction!r}")
-        for name in ("max_nan_share", "max_unseen_share"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0 <= self.max_nan_share < 1:
+            raise ValueError(f"max_nan_share must be in [0, 1), got {self.max_nan_share}")
+        # 1: never refuse, for a categorical input whose new values are the drift itself (a month).
+        if not 0 <= self.max_unseen_share <= 1:
+            raise ValueError(f"max_unseen_share must be in [0, 1], got {self.max_unseen_share}")
         if self.min_window_rows < 2:
             raise ValueError(f"min_window_rows must be at least 2, got {self.min_window_rows}")
         object.__setattr__(self, "online_window_sizes", tuple(int(w) for w in self.online_window_sizes))
