@@ -17,6 +17,7 @@ from typing import Any
 from conveyor.core.contract import TASKS
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+DEFAULT_STORE = "sqlite:///var/gateway-state.db"
 
 
 def _pairs(values: list[str]) -> dict[str, str]:
@@ -71,7 +72,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_batch_rows=args.max_batch_rows,
         max_string_bytes=args.max_string_bytes or MAX_STRING_BYTES,
         keep_previous_s=args.keep_previous_s,
+        store_url=args.store,
+        **({"replica_id": args.replica_id} if args.replica_id else {}),
     )
+    if args.store.startswith("sqlite:///"):
+        Path(args.store.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     serve(
         config,
         _pairs(args.deploy),
@@ -79,6 +84,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         tracking_uri=args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"),
         fail_on_load_error=args.fail_on_load_error,
+        controller=args.controller,
+    )
+    return 0
+
+
+def store_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--store",
+        default=os.environ.get("CONVEYOR_GATEWAY_STORE", DEFAULT_STORE),
+        help="desired state of the deployments: sqlite:///FILE for one gateway, "
+        "postgresql://USER@HOST/DB for replicas (default $CONVEYOR_GATEWAY_STORE or %(default)s)",
+    )
+
+
+def cmd_controller(args: argparse.Namespace) -> int:
+    from conveyor.serving.server import run_controller
+
+    run_controller(
+        args.store, args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"), args.holder, args.lease_s
     )
     return 0
 
@@ -276,7 +300,37 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--keep-previous-s", type=float, default=300.0)
     serve.add_argument("--threads", type=int, default=1, help="intra-op threads of numeric libraries (torch)")
     serve.add_argument("--token", help="admin token (default $CONVEYOR_GATEWAY_TOKEN)")
+    store_arg(serve)
+    serve.add_argument(
+        "--replica-id",
+        help="this replica's name in the store (default <host>-<pid>); replicas of one store differ",
+    )
+    serve.add_argument(
+        "--no-controller",
+        dest="controller",
+        action="store_false",
+        help="serve only: a separate `conveyor controller` drives rollouts (several replicas)",
+    )
     serve.set_defaults(func=cmd_serve)
+
+    controller = sub.add_parser(
+        "controller",
+        help="drive the rollouts of every replica on a shared store",
+        description="One leads (it holds the store's lease); more may stand by and take over. "
+        "Example: conveyor controller --store postgresql://conveyor@db/conveyor",
+    )
+    store_arg(controller)
+    controller.add_argument(
+        "--tracking-uri", help="MLflow tracking/registry URI (default $MLFLOW_TRACKING_URI)"
+    )
+    controller.add_argument("--id", dest="holder", help="this controller's name on the lease")
+    controller.add_argument(
+        "--lease-s",
+        type=_positive_float,
+        default=3.0,
+        help="seconds a dead leader's lease holds before a standby takes over",
+    )
+    controller.set_defaults(func=cmd_controller)
 
     def gateway_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--gateway", help=f"gateway URL (default $CONVEYOR_GATEWAY_URL or {DEFAULT_GATEWAY})")

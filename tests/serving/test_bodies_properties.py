@@ -86,6 +86,7 @@ def app(mlflow_server, serving_models: ServingModels) -> InProcess:
     mlflow.set_registry_uri(mlflow_server.url)
     gateway = Gateway(GatewayConfig(admin_token=TOKEN, max_body_bytes=LIMIT))
     inproc = InProcess(gateway)
+    inproc.run(gateway.start(controller=True))
     inproc.run(gateway.deploy_slot(DEPLOYMENT, "stable", serving_models.good))
     yield inproc
     inproc.close()
@@ -511,8 +512,8 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
             "canary_weight": d.canary_weight,
             "shadow_fraction": d.shadow_fraction,
             "previous": d.previous.model.version if d.previous else None,
-            "rollout": d.rollout.to_dict() if d.rollout else None,
-            "events": list(d.events),
+            "rollout": d.desired.rollout,
+            "events": list(d.desired.events),
         }
         for name, d in gateway.deployments.items()
     }
@@ -521,9 +522,14 @@ def snapshot(gateway: Gateway) -> dict[str, Any]:
 def settle(gateway: Gateway) -> None:
     """A started rollout of a version that cannot load fails within moments; wait for that."""
     deadline = time.monotonic() + 20
-    rollout = gateway.deployments[DEPLOYMENT].rollout
-    while rollout is not None and not rollout.done:
-        assert time.monotonic() < deadline, rollout.to_dict()
+    while (rollout := gateway.deployments[DEPLOYMENT].desired.rollout) is not None and rollout[
+        "state"
+    ] not in (
+        "succeeded",
+        "rolled_back",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, rollout
         time.sleep(0.02)
 
 

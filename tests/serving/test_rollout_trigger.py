@@ -2,6 +2,8 @@
 
 The trigger's ``run()`` generator is driven directly, as Airflow's own trigger tests do; the
 gateway is a real ``conveyor serve`` on a fixed port, stopped and started again under the test.
+A restart keeps the rollout (it is in the gateway's state store); a gateway that comes back on
+an empty store (its file lost, another store) no longer knows it, and the trigger says so.
 """
 
 from __future__ import annotations
@@ -45,6 +47,14 @@ def restartable(
         yield server
 
 
+def _restart_without_state(server: GatewayServer) -> None:
+    """Stop, lose the state store's file, start: the gateway knows only its ``--deploy``."""
+    server.stop()
+    for path in server.root.glob("gateway-state.db*"):
+        path.unlink()
+    server.start()
+
+
 def _start(server: GatewayServer, spec: dict) -> dict[str, str | None]:
     """Start a rollout; its key once it has started (its first transition is its start time)."""
     with server.client() as client:
@@ -62,7 +72,25 @@ def _trigger(key: dict[str, str | None], **kwargs: float) -> RolloutTrigger:
     return RolloutTrigger(**json.loads(json.dumps(serialized)))
 
 
-async def test_a_restart_that_lost_the_rollout_fails_the_trigger_with_the_reason(
+async def test_a_restart_keeps_the_rollout_and_the_trigger_waits_on(
+    restartable: GatewayServer, serving_models: ServingModels
+) -> None:
+    key = _start(restartable, {"model_uri": serving_models.good_too, **SLOW_CANARY})
+    waiting = asyncio.create_task(anext(_trigger(key).run()))
+    await asyncio.to_thread(restartable.stop)
+    await asyncio.sleep(1.0)  # unreachable for a while: the trigger keeps waiting
+    assert not waiting.done()
+    await asyncio.to_thread(restartable.start)
+    await asyncio.sleep(1.5)
+    assert not waiting.done(), "the trigger stopped polling a rollout the restarted gateway resumed"
+    with restartable.client() as client:
+        client.rollout_action("flights", "promote")
+    event = await asyncio.wait_for(waiting, timeout=30)
+    assert event.payload["status"] == "succeeded"
+    assert rollout_key(event.payload["rollout"]) == key
+
+
+async def test_a_gateway_that_lost_its_store_fails_the_trigger_with_the_reason(
     restartable: GatewayServer, serving_models: ServingModels
 ) -> None:
     key = _start(restartable, {"model_uri": serving_models.good_too, **SLOW_CANARY})
@@ -70,10 +98,7 @@ async def test_a_restart_that_lost_the_rollout_fails_the_trigger_with_the_reason
     await asyncio.sleep(1.5)
     assert not waiting.done(), "the trigger stopped polling a progressing rollout"
 
-    await asyncio.to_thread(restartable.stop)
-    await asyncio.sleep(1.0)  # unreachable for a while: the trigger keeps waiting
-    assert not waiting.done()
-    await asyncio.to_thread(restartable.start)
+    await asyncio.to_thread(_restart_without_state, restartable)
     event = await asyncio.wait_for(waiting, timeout=30)
 
     assert event.payload["status"] == "error"
@@ -82,12 +107,11 @@ async def test_a_restart_that_lost_the_rollout_fails_the_trigger_with_the_reason
     assert f"started {key['started_at']}" in message and "has no rollout" in message
 
 
-async def test_another_rollout_after_a_restart_is_not_mistaken_for_the_awaited_one(
+async def test_another_rollout_on_a_lost_store_is_not_mistaken_for_the_awaited_one(
     restartable: GatewayServer, serving_models: ServingModels
 ) -> None:
     lost = _start(restartable, {"model_uri": serving_models.good_too, **SLOW_CANARY})
-    restartable.stop()
-    restartable.start()
+    _restart_without_state(restartable)
     # Someone starts the same version again on the restarted gateway: same URI, another rollout.
     again = _start(restartable, {"model_uri": serving_models.good_too, "strategy": "blue_green"})
     assert again["started_at"] != lost["started_at"]

@@ -87,7 +87,9 @@ class GatewayClient:
         return True
 
     def deploy_slot(self, name: str, model_uri: str, slot: str = "stable") -> dict[str, Any]:
-        return self._call("PUT", f"{self._dep(name)}/slots/{slot}", json={"model_uri": model_uri})
+        # POST, not PUT: a load balancer replays a PUT that a dying replica had received (nginx
+        # treats PUT as idempotent), and a replayed load costs seconds and memory twice.
+        return self._call("POST", f"{self._dep(name)}/slots/{slot}", json={"model_uri": model_uri})
 
     def remove_slot(self, name: str, slot: str) -> dict[str, Any]:
         return self._call("DELETE", f"{self._dep(name)}/slots/{slot}")
@@ -95,7 +97,7 @@ class GatewayClient:
     def set_weights(
         self, name: str, canary: int | None = None, shadow: float | None = None
     ) -> dict[str, Any]:
-        return self._call("PUT", f"{self._dep(name)}/weights", json={"canary": canary, "shadow": shadow})
+        return self._call("POST", f"{self._dep(name)}/weights", json={"canary": canary, "shadow": shadow})
 
     def promote(self, name: str, slot: str = "canary") -> dict[str, Any]:
         return self._call("POST", f"{self._dep(name)}/promote", json={"slot": slot})

@@ -155,6 +155,11 @@ class Measurement:
             "checks": [asdict(c) for c in self.checks],
         }
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Measurement:
+        """The measurement ``to_dict`` wrote (the gateway's state store keeps rollouts this way)."""
+        return cls(Verdict(values["verdict"]), [Check(**check) for check in values["checks"]])
+
 
 def measure(
     canary: SlotSample, stable: SlotSample, config: AnalysisConfig, online: OnlineMetric | None = None

@@ -212,6 +212,16 @@ class Transition:
     reason: str
     canary_weight: int
 
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Transition:
+        return cls(
+            datetime.fromisoformat(values["at"]),
+            State(values["from"]),
+            State(values["to"]),
+            values["reason"],
+            values["canary_weight"],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "at": self.at.isoformat(),
@@ -357,6 +367,29 @@ class Rollout:
             "analysis": [m.to_dict() for m in self.analysis.measurements] if self.analysis else [],
             "transitions": [t.to_dict() for t in self.transitions],
         }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> Rollout:
+        """The rollout ``to_dict`` wrote, so a restarted controller resumes where the last one was.
+
+        The analysis of the current step comes back with its measurements: a resumed step needs
+        only the measurements it still lacks.
+        """
+        spec = RolloutSpec.from_dict(values["spec"])
+        state = State(values["state"])
+        rollout = cls(
+            values["deployment"],
+            spec,
+            state=state,
+            step_index=values["step_index"],
+            model_version=values["model_version"],
+            transitions=[Transition.from_dict(t) for t in values["transitions"]],
+        )
+        if state in (State.PROGRESSING, State.PAUSED) or values["analysis"]:
+            rollout.analysis = AnalysisRun(
+                spec.analysis, [Measurement.from_dict(m) for m in values["analysis"]]
+            )
+        return rollout
 
 
 def _analysis(values: Any) -> AnalysisConfig:

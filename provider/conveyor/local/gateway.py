@@ -30,6 +30,10 @@ class GatewayServer:
     host: str = "127.0.0.1"
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     log_url: str | None = None
+    # The state store: by default a SQLite file under ``root``, so a restart resumes it.
+    store_url: str | None = None
+    replica_id: str | None = None
+    controller: bool = True
     extra_args: list[str] = field(default_factory=list)
     proc: subprocess.Popen | None = None
 
@@ -44,6 +48,10 @@ class GatewayServer:
     @property
     def inference_log_url(self) -> str:
         return self.log_url or str((self.root / "inference-log").resolve())
+
+    @property
+    def store(self) -> str:
+        return self.store_url or f"sqlite:///{(self.root / 'gateway-state.db').resolve()}"
 
     def client(self, timeout: float = 120.0) -> GatewayClient:
         return GatewayClient(self.url, self.token, timeout=timeout)
@@ -64,6 +72,10 @@ class GatewayServer:
             self.tracking_uri,
             "--log-url",
             self.inference_log_url,
+            "--store",
+            self.store,
+            *(["--replica-id", self.replica_id] if self.replica_id else []),
+            *([] if self.controller else ["--no-controller"]),
             *[f"--deploy={name}={uri}" for name, uri in self.deployments.items()],
             *self.extra_args,
         ]

@@ -31,7 +31,7 @@ from conveyor.serving.bodies import (
     parse_rollout,
 )
 from conveyor.serving.gateway import Gateway, GatewayError
-from conveyor.serving.schema import InvalidInput
+from conveyor.serving.schema import InvalidInput, preview
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -76,6 +76,20 @@ def too_large(limit: int) -> GatewayError:
 
 def _json_error(exc: GatewayError) -> bytes:
     return json.dumps(exc.body()).encode()
+
+
+def if_match(request: Request) -> int | None:
+    """The generation an admin write is conditional on (``If-Match: 7`` or ``"7"``), as an ETag
+    would be: a write against a deployment that moved on since is refused with 409."""
+    value = request.headers.get("if-match")
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or len(text) > 18:
+        raise GatewayError(
+            422, f"header 'If-Match' must be a deployment generation, got {preview(value)}", field="if-match"
+        )
+    return int(text)
 
 
 def scoring_deployment(path: str) -> tuple[bool, str | None]:
@@ -148,7 +162,7 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
         return Response(gateway.metrics.render(), media_type=gateway.metrics.content_type)
 
     async def feedback(request: Request) -> Any:
-        return gateway.feedback(FeedbackBody.parse(await json_body(request)))
+        return await gateway.feedback(FeedbackBody.parse(await json_body(request)))
 
     async def list_deployments(request: Request) -> Any:
         return gateway.status()
@@ -159,36 +173,40 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
     async def put_slot(request: Request) -> Any:
         body = SlotBody.parse(await json_body(request))
         name, slot = request.path_params["name"], request.path_params["slot"]
-        return (await gateway.deploy_slot(name, slot, body.model_uri)).to_dict()
+        return (await gateway.deploy_slot(name, slot, body.model_uri, if_match(request))).to_dict()
 
     async def delete_slot(request: Request) -> Any:
-        return gateway.remove_slot(request.path_params["name"], request.path_params["slot"]).to_dict()
+        name, slot = request.path_params["name"], request.path_params["slot"]
+        return (await gateway.remove_slot(name, slot, if_match(request))).to_dict()
 
     async def put_weights(request: Request) -> Any:
         body = WeightsBody.parse(await json_body(request))
-        return gateway.set_weights(request.path_params["name"], body.canary, body.shadow).to_dict()
+        name = request.path_params["name"]
+        return (await gateway.set_weights(name, body.canary, body.shadow, if_match(request))).to_dict()
 
     async def promote(request: Request) -> Any:
         body = PromoteBody.parse(await json_body(request, empty={}))
-        return gateway.promote(request.path_params["name"], body.slot).to_dict()
+        return (await gateway.promote(request.path_params["name"], body.slot, if_match(request))).to_dict()
 
     async def rollback(request: Request) -> Any:
         body = RollbackBody.parse(await json_body(request, empty={}))
-        return (await gateway.rollback(request.path_params["name"], body.model_uri)).to_dict()
+        name = request.path_params["name"]
+        return (await gateway.rollback(name, body.model_uri, if_match(request))).to_dict()
 
     async def reload(request: Request) -> Any:
-        return (await gateway.reload(request.path_params["name"])).to_dict()
+        return (await gateway.reload(request.path_params["name"], if_match(request))).to_dict()
 
     async def delete_deployment(request: Request) -> Any:
-        gateway.delete(request.path_params["name"])
+        await gateway.delete(request.path_params["name"], if_match(request))
         return {"deleted": request.path_params["name"]}
 
     async def start_rollout(request: Request) -> Any:
         spec = parse_rollout(await json_body(request))
-        return gateway.start_rollout(request.path_params["name"], spec).to_dict()
+        return await gateway.start_rollout(request.path_params["name"], spec, if_match(request))
 
     async def rollout_action(request: Request) -> Any:
-        return gateway.rollout_action(request.path_params["name"], request.path_params["action"]).to_dict()
+        name, action = request.path_params["name"], request.path_params["action"]
+        return await gateway.rollout_action(name, action, if_match(request))
 
     base = "/admin/deployments/{name}"
     routes = [
@@ -212,10 +230,12 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        if startup is not None:
-            await startup(gateway)
-        yield
-        await gateway.close()
+        try:
+            if startup is not None:
+                await startup(gateway)
+            yield
+        finally:
+            await gateway.close()
 
     async def http_error(request: Request, exc: HTTPException) -> Response:
         """Starlette's own refusals (unknown path 404, wrong method 405) in the gateway's error shape."""

@@ -1,155 +1,201 @@
-"""Drives one ``conveyor.core.rollout.Rollout`` inside the gateway: load, measure, apply, wait.
+"""The rollout controller: drives every running rollout through the state store.
 
-The gateway runs the analysis itself, on the outcomes it records per slot, so a failing canary is
-rolled back within one analysis interval even if nobody (Airflow included) is watching. Airflow's
-``DeployModelOperator`` starts a rollout and then only polls its state.
+It is the control plane the way Argo Rollouts' controller is: it loads no model and answers no
+request. It resolves the new version, waits until every live replica has it loaded, moves
+weights step by step, and judges each step on the samples all replicas flushed to the store,
+so a canary is measured on all of its traffic whichever replica served it. Its own state is the
+store's: a controller that restarts, or a standby that takes the lease over, reads the rollout
+where the last one wrote it and carries on. One ``conveyor serve`` runs it in-process; with
+several replicas it is one ``conveyor controller`` process (a standby may wait on the lease).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import socket
 import time
-from typing import TYPE_CHECKING
+import uuid
+from collections.abc import Callable, Iterable
 
-from conveyor.core.analysis import measure, online_metric
-from conveyor.core.rollout import ROLLBACKABLE, Rollout, RolloutError, State, Strategy
-from conveyor.serving.deployment import CANARY, SHADOW, STABLE, Deployment, Slot
-from conveyor.serving.models import ModelLoadError
-
-if TYPE_CHECKING:
-    from conveyor.serving.gateway import Gateway
+from conveyor.core.analysis import SlotSample, measure, online_metric
+from conveyor.core.rollout import Rollout, State, Strategy
+from conveyor.serving.desired import CANARY, SHADOW, STABLE, Desired, Target, follow
+from conveyor.serving.store import Record, Sample, StaleWrite, StateStore
 
 log = logging.getLogger(__name__)
 ACTIONS = ("resume", "promote", "rollback")
+# A replica not heard from for this long is presumed gone: the controller stops waiting for it.
+REPLICA_FRESH_S = 3.0
+# Samples and decisions older than this serve no analysis window (intervals are seconds to minutes).
+KEEP_SAMPLES_S = 2 * 3600.0
+PRUNE_EVERY_S = 60.0
+
+
+def transition_line(name: str, rollout: Rollout) -> str:
+    last = rollout.transitions[-1]
+    return f"rollout {name}: {last.source} -> {last.target}: {last.reason}"
 
 
 class RolloutController:
-    def __init__(self, gateway: Gateway, deployment: Deployment, rollout: Rollout) -> None:
-        self.gateway = gateway
-        self.deployment = deployment
-        self.rollout = rollout
-        self.new: Slot | None = None
+    def __init__(
+        self,
+        store: StateStore,
+        holder: str | None = None,
+        *,
+        tick_s: float = 0.2,
+        lease_s: float = 3.0,
+        on_write: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.holder = holder or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.tick_s = tick_s
+        self.lease_s = lease_s
+        self.leading = False
+        self._on_write = on_write
+        self._contracts: dict[str, object] = {}
         self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
+        self._pruned_at = time.monotonic()
 
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    def cancel(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-
-    @property
-    def can_roll_back(self) -> bool:
-        state = self.rollout.state
-        if state is State.SUCCEEDED:
-            return self.deployment.previous is not None and self.deployment.slots.get(STABLE) is self.new
-        return state in ROLLBACKABLE
-
-    def act(self, action: str) -> None:
-        """A person's decision: ``resume`` (after a pause), ``promote`` now, or ``rollback``."""
-        if action not in ACTIONS:
-            raise RolloutError(f"unknown rollout action '{action}'; actions are {list(ACTIONS)}")
-        if action == "resume":
-            self.rollout.resume()
-        elif action == "promote":
-            self.rollout.promote()
-        elif not self.can_roll_back:
-            raise RolloutError(f"nothing to roll back to: rollout is {self.rollout.state.value}")
-        else:
-            self.rollout.rollback()
-        self._apply()
+    def wake(self) -> None:
+        """Something changed (a rollout was started or acted on): look now, not at the next tick."""
         self._wake.set()
 
-    async def _sleep(self, seconds: float | None) -> bool:
-        """Wait ``seconds`` (None: until woken); True when a person's action woke us early."""
-        self._wake.clear()
+    async def run(self) -> None:
         try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+            while True:
+                leading = await asyncio.to_thread(self.store.lead, self.holder, self.lease_s)
+                if leading != self.leading:
+                    log.info("controller %s %s", self.holder, "leads" if leading else "stands by")
+                    self.leading = leading
+                if leading:
+                    try:
+                        await self.tick()
+                    except Exception:  # a store hiccup must not end the control loop
+                        log.exception("controller tick failed; retrying")
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self.tick_s)
+        finally:
+            if self.leading:
+                await asyncio.to_thread(self.store.resign, self.holder)
 
-    async def _run(self) -> None:
-        rollout, spec = self.rollout, self.rollout.spec
-        rollout.start()
-        self._apply()
-        try:
-            self.new = await self.gateway.load(spec.model_uri)
-        except ModelLoadError as exc:
-            rollout.load_failed(str(exc))
-            self._apply()
+    async def tick(self) -> None:
+        records = await asyncio.to_thread(self.store.load)
+        for record in records.values():
+            rollout = record.doc.get("rollout")
+            if rollout is not None and State(rollout["state"]) not in (
+                State.SUCCEEDED,
+                State.ROLLED_BACK,
+                State.FAILED,
+            ):
+                await self._drive(record)
+        if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
+            self._pruned_at = time.monotonic()
+            await asyncio.to_thread(self.store.prune, time.time() - KEEP_SAMPLES_S)
+
+    async def _drive(self, record: Record) -> None:
+        desired = Desired.from_doc(record.doc)
+        rollout = Rollout.from_dict(desired.rollout)
+        before = len(rollout.transitions)
+        now = time.time()
+        if rollout.state is State.PENDING:
+            await self._resolve(desired, rollout)
+        elif rollout.state is State.LOADING:
+            await self._await_replicas(desired, rollout)
+        elif rollout.state is State.PROGRESSING:
+            window_start = self._window_start(desired, rollout)
+            if now - window_start < rollout.spec.analysis.interval_s:
+                return
+            await self._measure(record.name, desired, rollout, window_start, now)
+            desired.measured_at = now
+        elif rollout.state is State.SWITCHED:
+            switched = rollout.transitions[-1].at.timestamp()
+            if now - switched < rollout.spec.keep_previous_s:
+                return
+            rollout.previous_released()
+        else:  # paused: only a person moves it on
             return
-        rollout.loaded(self.new.model.version)
-        self._apply()
-        while not rollout.done:
-            if rollout.state is State.PROGRESSING:
-                since = time.monotonic()
-                if await self._sleep(spec.analysis.interval_s) or rollout.state is not State.PROGRESSING:
-                    continue
-                stable = self.deployment.slots[STABLE]
-                online = online_metric(self.new.model.contract)
-                metric = online.name if online else None
-                rollout.measured(
-                    measure(
-                        self.new.stats.sample(since, metric),
-                        stable.stats.sample(since, metric),
-                        spec.analysis,
-                        online,
-                    )
-                )
-                self._apply()
-            elif rollout.state is State.SWITCHED:
-                if not await self._sleep(spec.keep_previous_s) and rollout.state is State.SWITCHED:
-                    rollout.previous_released()
-                    self._apply()
-            else:  # paused: only a person moves it on
-                await self._sleep(None)
+        follow(desired, rollout)
+        try:
+            await asyncio.to_thread(self.store.put, record.name, desired.to_doc(), record.generation)
+        except StaleWrite:
+            return  # a person acted meanwhile: the next tick reads their change
+        for _ in rollout.transitions[before:]:
+            log.info(transition_line(record.name, rollout))
+        if self._on_write is not None:
+            self._on_write(record.name)
 
-    def _apply(self) -> None:
-        """Make the deployment's slots and weights match the rollout's state."""
-        rollout, deployment, new = self.rollout, self.deployment, self.new
-        strategy, state = rollout.spec.strategy, rollout.state
-        keep = rollout.spec.keep_previous_s
-        if new is not None:
-            if state in (State.PROGRESSING, State.PAUSED) and strategy is Strategy.CANARY:
-                if deployment.slots.get(CANARY) is not new:
-                    deployment.put(CANARY, new)
-                deployment.canary_weight = rollout.canary_weight
-            elif state is State.PROGRESSING and strategy is Strategy.SHADOW:
-                if deployment.slots.get(SHADOW) is not new:
-                    deployment.put(SHADOW, new)
-                deployment.shadow_fraction = rollout.shadow_fraction
-            elif state is State.SWITCHED and deployment.slots.get(STABLE) is not new:
-                deployment.switch_stable(new, keep_previous_s=None)
-            elif state is State.SUCCEEDED:
-                self._succeeded(strategy, keep)
-            elif state is State.ROLLED_BACK:
-                self._rolled_back(keep)
-        last = rollout.transitions[-1] if rollout.transitions else None
-        if last is not None:
-            log.info("rollout %s: %s -> %s: %s", deployment.name, last.source, last.target, last.reason)
-        self.gateway.publish(deployment)
+    async def _resolve(self, desired: Desired, rollout: Rollout) -> None:
+        from conveyor.serving.models import resolve
 
-    def _succeeded(self, strategy: Strategy, keep: float) -> None:
-        deployment, new = self.deployment, self.new
-        if strategy is Strategy.SHADOW:
-            deployment.remove(SHADOW)
-        elif strategy is Strategy.BLUE_GREEN:
-            if deployment.slots.get(STABLE) is not new:  # promoted before the switch finished
-                deployment.switch_stable(new, keep_previous_s=None)
-            deployment.release_previous()
-        elif deployment.slots.get(STABLE) is not new:
-            deployment.slots.pop(CANARY, None)
-            deployment.canary_weight = 0
-            deployment.switch_stable(new, keep_previous_s=keep)
+        rollout.start()
+        uri = rollout.spec.model_uri
+        try:
+            _name, version, pinned = await asyncio.to_thread(resolve, uri)
+        except Exception as exc:
+            rollout.load_failed(f"cannot resolve {uri}: {type(exc).__name__}: {exc}")
+            return
+        desired.incoming = Target(uri, pinned, version)
 
-    def _rolled_back(self, keep: float) -> None:
-        deployment, new = self.deployment, self.new
-        for slot in (CANARY, SHADOW):
-            if deployment.slots.get(slot) is new:
-                deployment.remove(slot)
-        if deployment.slots.get(STABLE) is new and deployment.previous is not None:
-            previous, deployment.previous = deployment.previous, None
-            deployment.switch_stable(previous, keep_previous_s=keep)
+    async def _await_replicas(self, desired: Desired, rollout: Rollout) -> None:
+        """Traffic moves only once every live replica holds the new version, so no replica
+        answers from stable a share the weights give to the canary."""
+        incoming = desired.incoming
+        assert incoming is not None
+        seen = await asyncio.to_thread(self.store.replicas, REPLICA_FRESH_S)
+        if not seen:
+            return
+        for replica, observed in seen.items():
+            error = observed.get("errors", {}).get(incoming.pinned)
+            if error is not None:
+                rollout.load_failed(f"{error} (replica {replica})")
+                return
+        if all(incoming.pinned in observed.get("loaded", []) for observed in seen.values()):
+            rollout.loaded(incoming.version)
+
+    @staticmethod
+    def _window_start(desired: Desired, rollout: Rollout) -> float:
+        entered = rollout.transitions[-1].at.timestamp()
+        return max(entered, desired.measured_at or 0.0)
+
+    async def _measure(
+        self, name: str, desired: Desired, rollout: Rollout, since: float, until: float
+    ) -> None:
+        incoming = desired.incoming
+        assert incoming is not None
+        rows = await asyncio.to_thread(self.store.samples, name, since, until)
+        new_slot = SHADOW if rollout.spec.strategy is Strategy.SHADOW else CANARY
+        stable = desired.slots.get(STABLE)
+        new = _merge(r for r in rows if r.slot == new_slot and r.model_version == incoming.version)
+        old = _merge(r for r in rows if r.slot == STABLE and stable and r.model_version == stable.version)
+        contract = await asyncio.to_thread(self._contract, incoming)
+        rollout.measured(measure(new, old, rollout.spec.analysis, online_metric(contract)))
+
+    def _contract(self, target: Target):
+        """The new version's contract (its online metric), read once per version."""
+        if target.pinned not in self._contracts:
+            from mlflow import MlflowClient
+
+            from conveyor.core.contract import version_contract
+            from conveyor.serving.models import resolve
+
+            name, version, _ = resolve(target.pinned)
+            self._contracts[target.pinned] = version_contract(MlflowClient(), name, version) if name else None
+        return self._contracts[target.pinned]
+
+
+def _merge(rows: Iterable[Sample]) -> SlotSample:
+    """One slot's samples from every replica as one, for ``measure``."""
+    requests = errors = 0
+    latencies: list[float] = []
+    scores: list[float] = []
+    online: list[float] = []
+    for row in rows:
+        requests += row.requests
+        errors += row.errors
+        latencies.extend(row.latencies_s)
+        scores.extend(row.scores)
+        online.extend(row.online)
+    return SlotSample(requests, errors, latencies, scores, online)

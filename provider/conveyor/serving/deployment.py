@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-import time
 import zlib
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from conveyor.core.analysis import SlotSample
-from conveyor.core.rollout import Rollout
 from conveyor.core.scoring import online_value
 from conveyor.serving.batching import MicroBatcher
+from conveyor.serving.desired import CANARY, SHADOW, SLOTS, STABLE, STAGING, Desired
 from conveyor.serving.models import LoadedModel
 
-STABLE, CANARY, SHADOW, STAGING = "stable", "canary", "shadow", "staging"
-SLOTS = (STABLE, CANARY, SHADOW, STAGING)
+__all__ = ["CANARY", "SHADOW", "SLOTS", "STABLE", "STAGING", "Deployment", "Slot", "name_problem"]
 # A DNS-1123 label, as Kubernetes and KServe require of names: deployment names appear in URLs,
 # metric labels and the inference log, and one rule everywhere lets a deployment move to those.
 NAME_PATTERN = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
@@ -41,41 +38,47 @@ RETIRE_GRACE_S = 30.0
 
 
 class SlotStats:
-    """Recent outcomes of one slot, kept in memory for canary analysis over a time window."""
+    """What one slot did since the last flush to the store (for canary analysis over every
+    replica), and the labels it was judged on (for the deployment view)."""
 
     def __init__(self, maxlen: int = 200_000) -> None:
-        self._requests: deque[tuple[float, float, bool, list[float]]] = deque(maxlen=maxlen)
-        self._labels: deque[tuple[float, Any, Any]] = deque(maxlen=maxlen)
+        self._pending: list[tuple[float, bool, list[float]]] = []
+        self._pending_labels: list[tuple[Any, Any]] = []
+        self._labels: deque[tuple[Any, Any]] = deque(maxlen=maxlen)
+        self._maxlen = maxlen
 
     def record(self, latency_s: float, error: bool, scores: list[float]) -> None:
-        self._requests.append((time.monotonic(), latency_s, error, scores))
+        if len(self._pending) < self._maxlen:
+            self._pending.append((latency_s, error, scores))
 
     def record_label(self, decision: Any, truth: Any) -> None:
         """A labelled row: what this slot decided and what turned out true."""
-        self._labels.append((time.monotonic(), decision, truth))
+        self._labels.append((decision, truth))
+        if len(self._pending_labels) < self._maxlen:
+            self._pending_labels.append((decision, truth))
 
     def online(self, metric: str | None) -> dict[str, Any] | None:
         """The slot's online metric over every label it kept, for the deployment view."""
         if metric is None:
             return None
-        values = [online_value(metric, d, y) for _, d, y in self._labels]
+        values = [online_value(metric, d, y) for d, y in self._labels]
         return {
             "metric": metric,
             "labelled": len(values),
             "value": sum(values) / len(values) if values else None,
         }
 
-    def sample(self, since: float, online_metric: str | None = None) -> SlotSample:
-        """Everything recorded at or after ``since`` (a ``time.monotonic()`` value), labelled rows
-        scored by ``online_metric``: the canary's metric, so both slots are judged alike."""
-        recent = [r for r in reversed(self._requests) if r[0] >= since]
-        labelled = [(d, y) for t, d, y in reversed(self._labels) if t >= since] if online_metric else []
-        online = [online_value(online_metric, d, y) for d, y in labelled] if online_metric else []
+    def drain(self, online_metric: str | None) -> SlotSample:
+        """Everything recorded since the last drain, labelled rows scored by ``online_metric``
+        (the rollout's new version's metric, so both slots are judged alike)."""
+        pending, self._pending = self._pending, []
+        labels, self._pending_labels = self._pending_labels, []
+        online = [online_value(online_metric, d, y) for d, y in labels] if online_metric else []
         return SlotSample(
-            requests=len(recent),
-            errors=sum(r[2] for r in recent),
-            latencies_s=[r[1] for r in recent if not r[2]],
-            scores=[s for r in recent for s in r[3]],
+            requests=len(pending),
+            errors=sum(r[1] for r in pending),
+            latencies_s=[r[0] for r in pending if not r[1]],
+            scores=[s for r in pending for s in r[2]],
             online=online,
         )
 
@@ -120,19 +123,26 @@ class Slot:
 
 @dataclass
 class Deployment:
+    """What this replica serves for one deployment: the loaded slots of one desired generation."""
+
     name: str
+    desired: Desired = field(default_factory=Desired)
+    generation: int = 0
     slots: dict[str, Slot] = field(default_factory=dict)
-    canary_weight: int = 0
-    shadow_fraction: float = 0.0
     previous: Slot | None = None
-    previous_release: asyncio.TimerHandle | None = None
-    rollout: Rollout | None = None
     shadow: ShadowStats = field(default_factory=ShadowStats)
-    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def canary_weight(self) -> int:
+        return self.desired.canary_weight
+
+    @property
+    def shadow_fraction(self) -> float:
+        return self.desired.shadow_fraction
 
     def route(self, key: str | None) -> str:
         """Stable or canary for one request; a request key always lands on the same side."""
-        weight = self.canary_weight
+        weight = self.desired.canary_weight
         if weight <= 0 or CANARY not in self.slots:
             return STABLE
         if weight >= 100:
@@ -141,77 +151,19 @@ class Deployment:
         return CANARY if bucket < weight else STABLE
 
     def mirror(self) -> bool:
-        return SHADOW in self.slots and self.shadow_fraction > 0 and random.random() < self.shadow_fraction
-
-    def record(self, event: str, reason: str) -> None:
-        """Admin actions outside a rollout (slot loads, weights, rollbacks), with time and reason."""
-        self.events.append({"at": datetime.now(UTC).isoformat(), "event": event, "reason": reason})
-        del self.events[:-200]
-
-    def put(self, slot: str, new: Slot) -> None:
-        old = self.slots.get(slot)
-        self.slots[slot] = new
-        if old is not None and old is not new and old is not self.previous:
-            old.retire()
-
-    def remove(self, slot: str) -> None:
-        old = self.slots.pop(slot, None)
-        if slot == CANARY:
-            self.canary_weight = 0
-        if slot == SHADOW:
-            self.shadow_fraction = 0.0
-        if old is not None and old is not self.slots.get(STABLE) and old is not self.previous:
-            old.retire()
-
-    def switch_stable(self, new: Slot, keep_previous_s: float | None) -> None:
-        """Atomic switch: the next request goes to ``new``; the old stable stays warm for rollback.
-
-        ``keep_previous_s=None`` keeps it until someone calls ``release_previous`` (blue-green,
-        whose rollout decides when the old version may go).
-        """
-        old = self.slots.get(STABLE)
-        self.slots[STABLE] = new
-        if old is not None and old is not new:
-            self.keep_previous(old, keep_previous_s)
-
-    def keep_previous(self, old: Slot, keep_previous_s: float | None) -> None:
-        if self.previous is not None and self.previous is not old:
-            self.previous.retire()
-        if self.previous_release is not None:
-            self.previous_release.cancel()
-        self.previous = old
-        self.previous_release = (
-            None
-            if keep_previous_s is None
-            else asyncio.get_running_loop().call_later(keep_previous_s, self.release_previous)
-        )
-
-    def release_previous(self) -> None:
-        if self.previous_release is not None:
-            self.previous_release.cancel()
-        if self.previous is not None and self.previous not in self.slots.values():
-            self.previous.retire()
-        self.previous = None
-        self.previous_release = None
+        fraction = self.desired.shadow_fraction
+        return SHADOW in self.slots and fraction > 0 and random.random() < fraction
 
     def weights(self) -> dict[str, tuple[str, float]]:
-        out = {}
-        for slot, held in self.slots.items():
-            if slot == STABLE:
-                percent = 100 - (self.canary_weight if CANARY in self.slots else 0)
-            elif slot == CANARY:
-                percent = self.canary_weight
-            elif slot == SHADOW:
-                percent = round(self.shadow_fraction * 100, 2)
-            else:
-                percent = 0
-            out[slot] = (held.model.version, percent)
-        return out
+        """Slot -> (model version, percent) of what this replica has loaded."""
+        percents = self.desired.weights()
+        return {slot: (held.model.version, percents.get(slot, 0)) for slot, held in self.slots.items()}
 
     def to_dict(self) -> dict[str, Any]:
         weights = self.weights()
         return {
             "name": self.name,
+            "generation": self.generation,
             "slots": {
                 slot: {
                     **held.model.describe(),
@@ -226,7 +178,7 @@ class Deployment:
             "canary_weight": self.canary_weight,
             "shadow_fraction": self.shadow_fraction,
             "previous": self.previous.model.describe() if self.previous else None,
-            "rollout": self.rollout.to_dict() if self.rollout else None,
+            "rollout": self.desired.rollout,
             "shadow": self.shadow.to_dict(),
-            "events": self.events[-50:],
+            "events": self.desired.events[-50:],
         }

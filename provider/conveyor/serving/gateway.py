@@ -1,30 +1,41 @@
 """The gateway's state and behaviour, independent of HTTP: scoring, slots, weights, rollouts, feedback.
 
-Everything that changes traffic runs on the event loop, so a switch of weights or slots is a
-plain assignment between two requests: atomic without locks, and requests already queued on the
-old version still finish on it (it is retired after a grace period, never torn down at once).
+A gateway is one replica of the data plane. What it serves is what the state store says
+(``conveyor.serving.store``): an admin call is a transaction on the store's document of that
+deployment (refused with 409 when another call changed it first), which this replica applies at
+once and every other replica within a poll interval. Applying runs on the event loop, so a
+switch of weights or slots is a plain assignment between two requests: atomic without locks,
+and requests already queued on the old version still finish on it (it is retired after a grace
+period, never torn down at once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import logging
 import math
+import os
+import socket
 import time
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from conveyor.core.analysis import online_metric
 from conveyor.core.inference_log import InferenceLogWriter
-from conveyor.core.rollout import Rollout, RolloutError, RolloutSpec
+from conveyor.core.rollout import Rollout, RolloutError, RolloutSpec, State
 from conveyor.core.scoring import decisions_agree
 from conveyor.serving.bodies import FeedbackBody, MalformedBody, decode_json, request_id_problem
-from conveyor.serving.controller import ACTIONS, RolloutController
+from conveyor.serving.controller import ACTIONS, RolloutController, transition_line
 from conveyor.serving.deployment import CANARY, SHADOW, SLOTS, STABLE, Deployment, Slot, name_problem
+from conveyor.serving.desired import Desired, Target, can_roll_back, follow
 from conveyor.serving.metrics import GatewayMetrics
-from conveyor.serving.models import BatchOutput, LoadedModel, ModelLoadError
+from conveyor.serving.models import BatchOutput, LoadedModel, ModelLoadError, resolve
 from conveyor.serving.schema import (
     MAX_STRING_BYTES,
     Columns,
@@ -33,6 +44,7 @@ from conveyor.serving.schema import (
     preview,
     validate_free,
 )
+from conveyor.serving.store import Decision, Record, Sample, StaleWrite, StateStore
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +94,11 @@ class GatewayConfig:
     keep_previous_s: float = 300.0
     key_header: str = "x-conveyor-key"
     slot_header: str = "x-conveyor-slot"
+    # The desired state; in memory unless given: a file for one process, PostgreSQL for several.
+    store_url: str = "sqlite://"
+    replica_id: str = dataclasses.field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    poll_interval_s: float = 0.2  # how soon a replica applies another replica's (or the controller's) write
+    flush_interval_s: float = 0.5  # how often analysis samples of a running rollout reach the store
 
 
 @dataclass
@@ -98,7 +115,6 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.deployments: dict[str, Deployment] = {}
-        self.default: str | None = None
         self.log = (
             InferenceLogWriter(
                 config.log_url,
@@ -113,11 +129,19 @@ class Gateway:
         )
         if self.log is not None:
             self.metrics.inference_log.track_queue(lambda: self.log.queued_rows)
-        self._controllers: dict[str, RolloutController] = {}
+        self.store = StateStore(config.store_url)
         self._shadow_tasks: set[asyncio.Task] = set()
         self._recent: OrderedDict[str, tuple[str, str, Any]] = (
             OrderedDict()
-        )  # row id -> deployment, slot, label
+        )  # row id -> deployment, slot, decision
+        self._decisions: list[Decision] = []  # to share with the replica a label may reach
+        self._sampled: dict[str, str | None] = {}  # deployment in a rollout -> online metric
+        self._loaded: dict[tuple[str, str], Slot] = {}  # (deployment, pinned uri) -> loaded slot
+        self._loading: dict[tuple[str, str], asyncio.Future] = {}
+        self._load_errors: dict[str, str] = {}  # pinned uri -> why it did not load here
+        self._loops: list[asyncio.Task] = []
+        self._poll_now = asyncio.Event()
+        self.on_write: Callable[[str], None] | None = None  # the in-process controller's wake-up
         self.started = time.time()
 
     # ---- lookups ---------------------------------------------------------------------------------
@@ -186,7 +210,7 @@ class Gateway:
         self.metrics.observe_scores(deployment.name, slot, held.model.version, held.model.contract, scores)
         row_ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
         decisions = output.decisions(held.model.contract)
-        self._remember(deployment.name, slot, row_ids, decisions)
+        self._remember(deployment.name, slot, held.model.version, row_ids, decisions)
         self._log(deployment, slot, held.model, columns, row_ids, output)
         if deployment.mirror():
             self._mirror(deployment, columns, rows, row_ids, decisions)
@@ -242,12 +266,21 @@ class Gateway:
     def _error(exc: GatewayError, request_id: str) -> Scored:
         return Scored(exc.status, json.dumps(exc.body()).encode(), {"x-request-id": request_id})
 
-    def _remember(self, deployment: str, slot: str, row_ids: list[str], decisions: list[Any]) -> None:
-        """Recent decisions by row id, so labels posted to /feedback score each slot online."""
+    def _remember(
+        self, deployment: str, slot: str, version: str, row_ids: list[str], decisions: list[Any]
+    ) -> None:
+        """Recent decisions by row id, so labels posted to /feedback score each slot online;
+        during a rollout they are shared through the store, since a label may reach any replica."""
         for row_id, decision in zip(row_ids, decisions, strict=False):
             self._recent[row_id] = (deployment, slot, decision)
         while len(self._recent) > 100_000:
             self._recent.popitem(last=False)
+        if deployment in self._sampled and len(self._decisions) < 100_000:
+            now = time.time()
+            self._decisions.extend(
+                Decision(row_id, deployment, slot, version, decision, now)
+                for row_id, decision in zip(row_ids, decisions, strict=False)
+            )
 
     def _log(
         self,
@@ -320,242 +353,495 @@ class Gateway:
         self._log(deployment, SHADOW, held.model, columns, row_ids, output)
 
     # ---- feedback ----------------------------------------------------------------------------
-    def feedback(self, body: FeedbackBody) -> dict[str, int]:
+    async def feedback(self, body: FeedbackBody) -> dict[str, int]:
         """Labels for answered rows: logged, and kept with the answering slot's decision for its
-        online metric."""
+        online metric. A row answered by another replica is found in the store."""
         ids, labels, matched = body.request_ids, body.labels, 0
+        seen = {row_id: self._recent.get(row_id) for row_id in ids}
+        missing = [row_id for row_id, found in seen.items() if found is None]
+        if missing:
+            shared = await asyncio.to_thread(self.store.decisions, missing)
+            for row_id, decision in shared.items():
+                seen[row_id] = (decision.deployment, decision.slot, decision.decision)
         for row_id, label in zip(ids, labels, strict=True):
-            seen = self._recent.get(row_id)
-            if seen is None:
+            found = seen.get(row_id)
+            if found is None:
                 continue
-            deployment = self.deployments.get(seen[0])
-            held = deployment.slots.get(seen[1]) if deployment else None
+            deployment = self.deployments.get(found[0])
+            held = deployment.slots.get(found[1]) if deployment else None
             if held is not None:
-                held.stats.record_label(seen[2], label)
+                held.stats.record_label(found[2], label)
                 matched += 1
         if self.log is not None:
             self.log.append_feedback({"request_id": ids, "label": labels})
         return {"accepted": len(ids), "matched": matched}
 
-    # ---- admin: slots and weights ------------------------------------------------------------
-    async def load(self, uri: str) -> Slot:
-        """Load and warm a version off the event loop: serving continues meanwhile."""
-        model = await asyncio.to_thread(LoadedModel.load, uri)
-        return Slot(model, self.config.max_batch_rows)
+    # ---- the desired state: read, change, apply ----------------------------------------------
+    @property
+    def default(self) -> str | None:
+        """The deployment ``/invocations`` answers for: the oldest one."""
+        if not self.deployments:
+            return None
+        return min(self.deployments.values(), key=lambda d: d.desired.created_at).name
 
-    async def deploy_slot(self, name: str, slot: str, uri: str) -> Deployment:
+    async def start(self, controller: bool = False) -> None:
+        """Serve what the store holds (a restart resumes), then follow it; with ``controller``
+        this process also drives the rollouts (the one-process default)."""
+        for record in (await asyncio.to_thread(self.store.load)).values():
+            await self._converge(record)
+        loop = asyncio.get_running_loop()
+        self._loops = [loop.create_task(self._follow_store()), loop.create_task(self._report())]
+        if controller:
+            driver = RolloutController(self.store, self.config.replica_id, on_write=self._applied_elsewhere)
+            self.on_write = lambda _name: driver.wake()
+            self._loops.append(loop.create_task(driver.run()))
+
+    def _applied_elsewhere(self, _name: str) -> None:
+        """The in-process controller wrote a step: apply it now rather than at the next poll."""
+        self._poll_now.set()
+
+    async def _refresh(self, name: str) -> None:
+        record = await asyncio.to_thread(self.store.get, name)
+        if record is not None:
+            await self._converge(record)
+
+    async def _read(self, name: str) -> Record:
+        record = await asyncio.to_thread(self.store.get, name)
+        if record is None:
+            raise GatewayError(404, f"unknown deployment {preview(name)}; known: {sorted(self.deployments)}")
+        return record
+
+    async def _write(
+        self,
+        name: str,
+        desired: Desired,
+        expected: int | None,
+        loaded: dict[str, Slot] | None = None,
+    ) -> Deployment:
+        """Store the change if nobody changed ``name`` since ``expected``, and apply it here now."""
+        try:
+            generation = await asyncio.to_thread(self.store.put, name, desired.to_doc(), expected)
+        except StaleWrite as exc:
+            for held in (loaded or {}).values():
+                held.retire()
+            raise GatewayError(409, f"{exc}; nothing was changed: read it again and retry") from None
+        for pinned, held in (loaded or {}).items():
+            self._loaded.setdefault((name, pinned), held)
+        await self._converge(Record(name, generation, desired.to_doc()))
+        if self.on_write is not None and desired.running_rollout() is not None:
+            self.on_write(name)
+        return self.deployments[name]
+
+    @staticmethod
+    def _expect(record: Record, expected: int | None) -> int:
+        """The generation a write must find: the caller's (``If-Match``) or the one just read."""
+        if expected is not None and expected != record.generation:
+            raise GatewayError(
+                409,
+                f"deployment '{record.name}' is at generation {record.generation}, not {expected}; "
+                "nothing was changed: read it again and retry",
+            )
+        return record.generation
+
+    async def _follow_store(self) -> None:
+        """Apply what others wrote: another replica's admin call, the controller's next step."""
+        while True:
+            self._poll_now.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._poll_now.wait(), self.config.poll_interval_s)
+            try:
+                generations = await asyncio.to_thread(self.store.generations)
+                for name in set(self.deployments) - set(generations):
+                    self._drop(name)
+                for name, generation in generations.items():
+                    held = self.deployments.get(name)
+                    if held is None or held.generation < generation:
+                        await self._refresh(name)
+                self._release_expired()
+            except Exception:  # the store may be briefly away; keep serving what is loaded
+                log.exception("reading the state store failed; serving what is loaded")
+
+    async def _converge(self, record: Record) -> None:
+        """Load what ``record`` wants (off the loop), then switch to it in one step."""
+        name, desired = record.name, Desired.from_doc(record.doc)
+        wanted = desired.wanted()
+        targets = {t.pinned: t for t in [*desired.slots.values(), desired.previous, desired.incoming] if t}
+        await asyncio.gather(*(self._ensure(name, targets[pinned]) for pinned in wanted))
+        current = self.deployments.get(name)
+        if current is not None and current.generation >= record.generation:
+            return  # a newer generation was applied while this one loaded
+        live = current or Deployment(name)
+        slots: dict[str, Slot] = {}
+        for slot, target in desired.slots.items():
+            held = self._loaded.get((name, target.pinned))
+            if held is None and current is not None and slot == STABLE and STABLE in current.slots:
+                held = current.slots[STABLE]  # it failed to load here: keep answering
+            if held is not None:
+                slots[slot] = held
+        previous = desired.warm_previous()
+        live.previous = self._loaded.get((name, previous.pinned)) if previous else None
+        live.desired, live.generation, live.slots = desired, record.generation, slots
+        self.deployments[name] = live
+        rollout = desired.running_rollout()
+        if rollout is None:
+            self._sampled.pop(name, None)
+        else:
+            incoming = self._loaded.get((name, desired.incoming.pinned)) if desired.incoming else None
+            metric = online_metric(incoming.model.contract if incoming else None)
+            self._sampled[name] = metric.name if metric else None
+        self._release_unused(name)
+        self.publish(live)
+
+    async def _ensure(self, name: str, target: Target) -> None:
+        """``target`` loaded for ``name``, once however many writes ask for it meanwhile."""
+        key = (name, target.pinned)
+        if key in self._loaded or target.pinned in self._load_errors:
+            return
+        pending = self._loading.get(key)
+        if pending is None:
+            pending = self._loading[key] = asyncio.ensure_future(self.load(target))
+        try:
+            self._loaded.setdefault(key, await pending)
+        except ModelLoadError as exc:
+            self._load_errors[target.pinned] = str(exc)
+            log.error("deployment %s: %s", name, exc)
+        finally:
+            self._loading.pop(key, None)
+
+    def _release_unused(self, name: str) -> None:
+        live = self.deployments.get(name)
+        wanted = live.desired.wanted() if live else set()
+        for key in [k for k in self._loaded if k[0] == name and k[1] not in wanted]:
+            held = self._loaded.pop(key)
+            if live is None or held not in live.slots.values():
+                held.retire()
+
+    def _release_expired(self) -> None:
+        """A previous version past its keep-warm time is let go on every replica alike."""
+        for live in self.deployments.values():
+            if live.previous is not None and live.desired.warm_previous() is None:
+                live.previous = None
+                self._release_unused(live.name)
+
+    def _drop(self, name: str) -> None:
+        live = self.deployments.pop(name, None)
+        self._sampled.pop(name, None)
+        for key in [k for k in self._loaded if k[0] == name]:
+            self._loaded.pop(key).retire()
+        if live is not None:
+            self.metrics.set_weights(name, {})
+
+    async def _report(self) -> None:
+        """Heartbeat with what is loaded here, and the analysis samples of running rollouts."""
+        last_beat, last_observed = 0.0, None
+        while True:
+            await asyncio.sleep(self.config.flush_interval_s)
+            try:
+                samples, decisions, self._decisions = self._drain(), self._decisions, []
+                await asyncio.to_thread(self.store.add_samples, samples)
+                await asyncio.to_thread(self.store.add_decisions, decisions)
+                observed = self.observed()
+                # at once when something loaded (a rollout waits on it), else once a second
+                if observed != last_observed or time.monotonic() - last_beat >= 1.0:
+                    last_beat, last_observed = time.monotonic(), observed
+                    await asyncio.to_thread(self.store.heartbeat, self.config.replica_id, observed)
+            except Exception:
+                log.exception("reporting to the state store failed")
+
+    def _drain(self) -> list[Sample]:
+        now, rows = time.time(), []
+        for name, live in self.deployments.items():
+            metric = self._sampled.get(name)
+            for slot, held in live.slots.items():
+                sample = held.stats.drain(metric)
+                if name in self._sampled and (sample.requests or sample.online):
+                    rows.append(
+                        Sample(
+                            name,
+                            slot,
+                            held.model.version,
+                            self.config.replica_id,
+                            now,
+                            sample.requests,
+                            sample.errors,
+                            list(sample.latencies_s),
+                            list(sample.scores),
+                            list(sample.online),
+                        )
+                    )
+        return rows
+
+    def observed(self) -> dict[str, Any]:
+        """What this replica has loaded (and failed to), for the controller to wait on."""
+        return {
+            "generations": {name: live.generation for name, live in self.deployments.items()},
+            "loaded": sorted({pinned for _, pinned in self._loaded}),
+            "errors": dict(self._load_errors),
+        }
+
+    # ---- admin: slots and weights ------------------------------------------------------------
+    async def load(self, target: Target | str) -> Slot:
+        """Load and warm a version off the event loop: serving continues meanwhile."""
+        if isinstance(target, str):
+            target = await self.pin(target)
+        model = await asyncio.to_thread(LoadedModel.load, target.pinned)
+        return Slot(dataclasses.replace(model, uri=target.uri), self.config.max_batch_rows)
+
+    @staticmethod
+    async def pin(uri: str) -> Target:
+        """The immutable version ``uri`` names now; every replica loads that one."""
+        try:
+            _, version, pinned = await asyncio.to_thread(resolve, uri)
+        except Exception as exc:
+            raise ModelLoadError(f"cannot load {uri}: {type(exc).__name__}: {exc}") from exc
+        return Target(uri, pinned, version)
+
+    async def _load_checked(self, uri: str) -> tuple[Target, Slot]:
+        try:
+            target = await self.pin(uri)
+            return target, await self.load(target)
+        except ModelLoadError as exc:
+            raise GatewayError(422, f"{exc}; the current version keeps serving", field="model_uri") from None
+
+    async def deploy_slot(self, name: str, slot: str, uri: str, expected: int | None = None) -> Deployment:
         """Load ``uri`` into a slot; loading the stable slot of an unknown name creates the deployment.
 
-        Everything that can be refused is refused before the load, which takes seconds and memory.
+        Everything that can be refused is refused before the load, which takes seconds and memory;
+        a change by someone else while it loaded is refused after it (409).
         """
         if slot not in SLOTS:
             raise GatewayError(422, f"unknown slot {preview(slot)}; slots are {list(SLOTS)}", field="slot")
-        if name not in self.deployments:
+        record = await asyncio.to_thread(self.store.get, name)
+        if record is None:
             problem = name_problem(name)
             if problem is not None:
                 raise GatewayError(422, problem, field="name")
             if slot != STABLE:
                 raise GatewayError(404, f"unknown deployment '{name}': load its stable slot first")
-        self._refuse_during_rollout(name)
-        try:
-            held = await self.load(uri)
-        except ModelLoadError as exc:
-            raise GatewayError(422, f"{exc}; the current version keeps serving", field="model_uri") from None
-        deployment = self.deployments.get(name)
-        if deployment is None:
-            if slot != STABLE:  # deleted while loading
-                held.retire()
-                raise GatewayError(404, f"unknown deployment '{name}': load its stable slot first")
-            deployment = self.deployments[name] = Deployment(name)
-            self.default = self.default or name
-        if slot == STABLE:
-            deployment.switch_stable(held, self.config.keep_previous_s)
+            desired, generation = Desired(), None
+            if expected is not None:
+                raise GatewayError(409, f"deployment '{name}' does not exist (yet); nothing was changed")
         else:
-            deployment.put(slot, held)
-        deployment.record("deploy", f"{uri} (version {held.model.version}) loaded into {slot}")
-        self.publish(deployment)
-        return deployment
+            desired, generation = Desired.from_doc(record.doc), self._expect(record, expected)
+            _refuse_during_rollout(name, desired)
+        target, held = await self._load_checked(uri)
+        if slot == STABLE:
+            desired.switch_stable(target, self.config.keep_previous_s)
+        else:
+            desired.put(slot, target)
+        desired.record("deploy", f"{uri} (version {target.version}) loaded into {slot}")
+        return await self._write(name, desired, generation, {target.pinned: held})
 
-    def remove_slot(self, name: str, slot: str) -> Deployment:
-        deployment = self.deployment(name)
-        self._refuse_during_rollout(name)
+    async def remove_slot(self, name: str, slot: str, expected: int | None = None) -> Deployment:
+        record = await self._read(name)
+        desired = Desired.from_doc(record.doc)
+        generation = self._expect(record, expected)
+        _refuse_during_rollout(name, desired)
         if slot == STABLE:
             raise GatewayError(409, "the stable slot cannot be emptied; delete the deployment instead")
-        if slot not in deployment.slots:
+        if slot not in desired.slots:
             raise GatewayError(404, f"slot '{slot}' of '{name}' holds no model")
-        deployment.remove(slot)
-        deployment.record("remove", f"{slot} emptied")
-        self.publish(deployment)
-        return deployment
+        desired.remove(slot)
+        desired.record("remove", f"{slot} emptied")
+        return await self._write(name, desired, generation)
 
-    def set_weights(self, name: str, canary: int | None = None, shadow: float | None = None) -> Deployment:
+    async def set_weights(
+        self, name: str, canary: int | None = None, shadow: float | None = None, expected: int | None = None
+    ) -> Deployment:
         """Set the canary percent and/or shadow fraction (typed and ranged by ``WeightsBody``).
 
         Both are checked before either is applied: a refused request changes nothing.
         """
-        deployment = self.deployment(name)
-        self._refuse_during_rollout(name)
-        if canary and CANARY not in deployment.slots:
+        record = await self._read(name)
+        desired = Desired.from_doc(record.doc)
+        generation = self._expect(record, expected)
+        _refuse_during_rollout(name, desired)
+        if canary and CANARY not in desired.slots:
             raise GatewayError(409, f"'{name}' has no canary loaded to send traffic to")
-        if shadow and SHADOW not in deployment.slots:
+        if shadow and SHADOW not in desired.slots:
             raise GatewayError(409, f"'{name}' has no shadow loaded to mirror to")
         if canary is not None:
-            deployment.canary_weight = canary
+            desired.canary_weight = canary
         if shadow is not None:
-            deployment.shadow_fraction = shadow
-        deployment.record(
-            "weights", f"canary {deployment.canary_weight}%, shadow {deployment.shadow_fraction:.0%}"
-        )
-        self.publish(deployment)
-        return deployment
+            desired.shadow_fraction = shadow
+        desired.record("weights", f"canary {desired.canary_weight}%, shadow {desired.shadow_fraction:.0%}")
+        return await self._write(name, desired, generation)
 
-    def promote(self, name: str, slot: str = CANARY) -> Deployment:
+    async def promote(self, name: str, slot: str = CANARY, expected: int | None = None) -> Deployment:
         """Make the canary (or staging) version stable at once; the old stable stays warm."""
-        deployment = self.deployment(name)
-        controller = self._controllers.get(name)
-        if controller is not None and not controller.rollout.done:
-            _act(controller, "promote")
-            return deployment
-        held = deployment.slots.get(slot)
-        if held is None or slot == STABLE:
+        record = await self._read(name)
+        desired = Desired.from_doc(record.doc)
+        generation = self._expect(record, expected)
+        rollout = desired.running_rollout()
+        if rollout is not None:
+            _act(rollout, "promote", desired)
+            follow(desired, rollout)
+            return await self._write(name, desired, generation)
+        target = desired.slots.get(slot)
+        if target is None or slot == STABLE:
             raise GatewayError(409, f"'{name}' has no {slot} version to promote")
-        deployment.slots.pop(slot)
-        if slot == CANARY:
-            deployment.canary_weight = 0
-        deployment.switch_stable(held, self.config.keep_previous_s)
-        deployment.record("promote", f"{slot} version {held.model.version} promoted to stable")
-        self.publish(deployment)
-        return deployment
+        desired.remove(slot)
+        desired.switch_stable(target, self.config.keep_previous_s)
+        desired.record("promote", f"{slot} version {target.version} promoted to stable")
+        return await self._write(name, desired, generation)
 
-    async def rollback(self, name: str, model_uri: str | None = None) -> Deployment:
+    async def rollback(
+        self, name: str, model_uri: str | None = None, expected: int | None = None
+    ) -> Deployment:
         """Back to the previous version: abort a running rollout, else swap the warm previous back.
 
         With ``model_uri`` (the previous version is no longer warm, e.g. after a restart) that
         version is loaded and switched in instead.
         """
-        deployment = self.deployment(name)
-        controller = self._controllers.get(name)
-        if model_uri is None and controller is not None and controller.can_roll_back:
-            controller.act("rollback")
-            return deployment
+        record = await self._read(name)
+        desired = Desired.from_doc(record.doc)
+        generation = self._expect(record, expected)
+        rollout = Rollout.from_dict(desired.rollout) if desired.rollout else None
+        if model_uri is None and rollout is not None and can_roll_back(desired, rollout):
+            _act(rollout, "rollback", desired)
+            follow(desired, rollout)
+            return await self._write(name, desired, generation)
+        loaded: dict[str, Slot] = {}
         if model_uri is not None:
-            try:
-                held = await self.load(model_uri)
-            except ModelLoadError as exc:
-                raise GatewayError(
-                    422, f"{exc}; the current version keeps serving", field="model_uri"
-                ) from None
-        elif deployment.previous is not None:
-            held = deployment.previous
-            deployment.previous = None
+            target, held = await self._load_checked(model_uri)
+            loaded[target.pinned] = held
+        elif desired.warm_previous() is not None:
+            target = desired.warm_previous()
+            assert target is not None
         else:
             raise GatewayError(
                 409, f"'{name}' has no previous version kept warm; pass model_uri to roll back to"
             )
-        current = deployment.slots.get(STABLE)
+        current = desired.slots.get(STABLE)
         for slot in (CANARY, SHADOW):
-            deployment.remove(slot)
-        deployment.switch_stable(held, self.config.keep_previous_s)
-        reason = (
-            f"rolled back from version {current.model.version if current else '-'} to {held.model.version}"
+            desired.remove(slot)
+        desired.release_previous()
+        desired.switch_stable(target, self.config.keep_previous_s)
+        desired.record(
+            "rollback", f"rolled back from version {current.version if current else '-'} to {target.version}"
         )
-        deployment.record("rollback", reason)
-        self.publish(deployment)
-        return deployment
+        return await self._write(name, desired, generation, loaded)
 
-    async def reload(self, name: str) -> Deployment:
+    async def reload(self, name: str, expected: int | None = None) -> Deployment:
         """Re-resolve each slot's URI (an alias may have moved) and switch slots whose version changed."""
-        deployment = self.deployment(name)
-        self._refuse_during_rollout(name)
-        for slot, held in list(deployment.slots.items()):
+        record = await self._read(name)
+        desired = Desired.from_doc(record.doc)
+        generation = self._expect(record, expected)
+        _refuse_during_rollout(name, desired)
+        loaded: dict[str, Slot] = {}
+        for slot, target in list(desired.slots.items()):
             try:
-                fresh = await self.load(held.model.uri)
+                fresh = await self.pin(target.uri)
+                if fresh.version == target.version:
+                    continue
+                loaded[fresh.pinned] = await self.load(fresh)
             except ModelLoadError as exc:
-                deployment.record("reload", f"{slot}: {exc}; kept version {held.model.version}")
-                continue
-            if fresh.model.version == held.model.version:
-                fresh.retire()
+                desired.record("reload", f"{slot}: {exc}; kept version {target.version}")
                 continue
             if slot == STABLE:
-                deployment.switch_stable(fresh, self.config.keep_previous_s)
+                desired.switch_stable(fresh, self.config.keep_previous_s)
             else:
-                deployment.put(slot, fresh)
-            deployment.record("reload", f"{slot}: {held.model.uri} now version {fresh.model.version}")
-        self.publish(deployment)
-        return deployment
+                desired.put(slot, fresh)
+            desired.record("reload", f"{slot}: {target.uri} now version {fresh.version}")
+        return await self._write(name, desired, generation, loaded)
 
-    def delete(self, name: str) -> None:
-        deployment = self.deployment(name)
-        controller = self._controllers.pop(name, None)
-        if controller is not None:
-            controller.cancel()
-        for held in deployment.slots.values():
-            held.retire()
-        del self.deployments[name]
-        if self.default == name:
-            self.default = next(iter(self.deployments), None)
-        self.metrics.set_weights(name, {})
+    async def delete(self, name: str, expected: int | None = None) -> None:
+        record = await self._read(name)
+        try:
+            await asyncio.to_thread(self.store.delete, name, self._expect(record, expected))
+        except StaleWrite as exc:
+            raise GatewayError(409, f"{exc}; nothing was deleted: read it again and retry") from None
+        self._drop(name)
 
     # ---- admin: rollouts -----------------------------------------------------------------------
-    def start_rollout(self, name: str, spec: RolloutSpec) -> Rollout:
-        deployment = self.deployment(name)
-        if STABLE not in deployment.slots:
+    async def start_rollout(
+        self, name: str, spec: RolloutSpec, expected: int | None = None
+    ) -> dict[str, Any]:
+        """Record a pending rollout; the controller drives it from there (here or elsewhere)."""
+        record = await self._read(name)
+        desired = Desired.from_doc(record.doc)
+        generation = self._expect(record, expected)
+        if STABLE not in desired.slots:
             raise GatewayError(409, f"'{name}' has no stable version to roll out against")
-        self._refuse_during_rollout(name)
+        _refuse_during_rollout(name, desired)
         rollout = Rollout(name, spec)
-        deployment.rollout = rollout
-        controller = RolloutController(self, deployment, rollout)
-        self._controllers[name] = controller
-        controller.start()
-        return rollout
+        desired.incoming, desired.measured_at = None, None
+        follow(desired, rollout)
+        await self._write(name, desired, generation)
+        return rollout.to_dict()
 
-    def rollout_action(self, name: str, action: str) -> Rollout:
-        deployment = self.deployment(name)
-        controller = self._controllers.get(name)
+    async def rollout_action(self, name: str, action: str, expected: int | None = None) -> dict[str, Any]:
+        record = await self._read(name)
+        desired = Desired.from_doc(record.doc)
+        generation = self._expect(record, expected)
         if action not in ACTIONS:
             raise GatewayError(404, f"unknown rollout action {preview(action)}; actions are {list(ACTIONS)}")
-        if controller is None or deployment.rollout is None:
+        if desired.rollout is None:
             raise GatewayError(409, f"'{name}' has no rollout")
-        _act(controller, action)
-        return deployment.rollout
-
-    def _refuse_during_rollout(self, name: str) -> None:
-        controller = self._controllers.get(name)
-        if controller is not None and not controller.rollout.done:
-            raise GatewayError(
-                409,
-                f"'{name}' has a {controller.rollout.state.value} rollout; promote, roll back or wait for it",
-            )
+        rollout = Rollout.from_dict(desired.rollout)
+        if action == "rollback" and not can_roll_back(desired, rollout):
+            raise GatewayError(409, f"nothing to roll back to: rollout is {rollout.state.value}")
+        _act(rollout, action, desired)
+        follow(desired, rollout)
+        await self._write(name, desired, generation)
+        return rollout.to_dict()
 
     # ---- status --------------------------------------------------------------------------------
     def publish(self, deployment: Deployment) -> None:
         """Mirror a deployment's traffic and rollout state into the metrics."""
         self.metrics.set_weights(deployment.name, deployment.weights())
-        if deployment.rollout is not None:
-            rollout = deployment.rollout
-            self.metrics.set_rollout_state(deployment.name, rollout.spec.strategy.value, rollout.state)
+        rollout = deployment.desired.rollout
+        if rollout is not None:
+            self.metrics.set_rollout_state(
+                deployment.name, rollout["spec"]["strategy"], State(rollout["state"])
+            )
 
     def status(self) -> dict[str, Any]:
         return {
             "ready": self.ready,
             "default": self.default,
+            "replica": self.config.replica_id,
             "uptime_s": round(time.time() - self.started, 1),
             "deployments": {name: d.to_dict() for name, d in self.deployments.items()},
         }
 
     async def close(self) -> None:
-        for controller in self._controllers.values():
-            controller.cancel()
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        try:
+            # what was measured since the last flush still counts in the rollout's analysis
+            await asyncio.to_thread(self.store.add_samples, self._drain())
+            await asyncio.to_thread(self.store.add_decisions, self._decisions)
+            await asyncio.to_thread(self.store.forget_replica, self.config.replica_id)
+        except Exception:
+            log.exception("could not sign this replica off the state store")
         if self.log is not None:
             await asyncio.to_thread(self.log.close)
+        self.store.close()
 
 
-def _act(controller: RolloutController, action: str) -> None:
-    """A person's decision on a running rollout; one its state does not allow is a 409."""
+def _refuse_during_rollout(name: str, desired: Desired) -> None:
+    rollout = desired.running_rollout()
+    if rollout is not None:
+        raise GatewayError(
+            409, f"'{name}' has a {rollout.state.value} rollout; promote, roll back or wait for it"
+        )
+
+
+def _act(rollout: Rollout, action: str, desired: Desired) -> None:
+    """A person's decision on a rollout; one its state does not allow is a 409."""
     try:
-        controller.act(action)
+        if action == "resume":
+            rollout.resume()
+            desired.measured_at = None
+        elif action == "promote":
+            rollout.promote()
+        else:
+            rollout.rollback()
     except RolloutError as exc:
         raise GatewayError(409, str(exc)) from None
+    log.info(transition_line(rollout.deployment, rollout))
 
 
 class ModelOutputError(ValueError):
