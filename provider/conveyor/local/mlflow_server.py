@@ -1,4 +1,4 @@
-"""A real ``mlflow server`` (sqlite backend, local artifact store) on 127.0.0.1."""
+"""A real ``mlflow server`` (sqlite or PostgreSQL backend, proxied local artifact store) on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -23,9 +23,15 @@ class MlflowServer:
 
     Artifacts are served through the server (``--serve-artifacts``), so clients only need the
     tracking URI, exactly as with a remote deployment.
+
+    ``backend_uri`` is the tracking and registry database; by default a sqlite file under
+    ``root``. Pass a PostgreSQL URL (``LocalPostgres.sqlalchemy_url``) for the multi-host layout:
+    the server migrates an empty database at start, and with proxied artifacts no worker or
+    replica shares a folder with it.
     """
 
     root: Path
+    backend_uri: str | None = None
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
     proc: subprocess.Popen | None = None
@@ -33,6 +39,15 @@ class MlflowServer:
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def backend_store_uri(self) -> str:
+        return self.backend_uri or f"sqlite:///{(self.root / 'mlflow.db').resolve()}"
+
+    @property
+    def artifacts_destination(self) -> Path:
+        """Where the server stores every artifact clients upload through it."""
+        return (self.root / "artifacts").resolve()
 
     @property
     def log_path(self) -> Path:
@@ -50,9 +65,9 @@ class MlflowServer:
             "mlflow",
             "server",
             "--backend-store-uri",
-            f"sqlite:///{(self.root / 'mlflow.db').resolve()}",
+            self.backend_store_uri,
             "--artifacts-destination",
-            str((self.root / "artifacts").resolve()),
+            str(self.artifacts_destination),
             "--serve-artifacts",
             "--host",
             self.host,
@@ -73,7 +88,7 @@ class MlflowServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            # A server that has not exited after 5 s is killed: sqlite commits are atomic.
+            # A server that has not exited after 5 s is killed: sqlite and PostgreSQL commits are atomic.
             stop_group(self.proc, timeout=5)
             self.proc = None
 

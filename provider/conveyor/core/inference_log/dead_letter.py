@@ -29,6 +29,7 @@ def read_dead_letter(url: str, kind: str = PREDICTIONS, storage_options: dict | 
     """Every dead-letter entry of ``kind`` (``reason``, ``row``, ``batch``), oldest file first."""
     fs, root = fsspec.core.url_to_fs(url, **(storage_options or {}))
     folder = dead_letter_folder(root, kind)
+    fs.invalidate_cache(folder)  # object stores: no listing cached from an earlier call
     if not fs.exists(folder):
         return []
     entries = []

@@ -19,6 +19,9 @@ DEAD_LETTER = "dead_letter"
 SLOTS = ("stable", "canary", "shadow", "staging")
 PREDICTION_META_COLUMNS = ("request_id", "ts", "deployment", "slot", "model_name", "model_version")
 FEEDBACK_COLUMNS = ("request_id", "ts", "label")
+# An empty object the writer puts at the root where making a folder makes nothing (object stores
+# have no empty folders), so a monitor finds the root of a gateway that has not logged yet.
+ROOT_MARKER = "_conveyor_inference_log"
 
 
 def utc(ts: datetime | str | pd.Timestamp) -> pd.Timestamp:
@@ -54,11 +57,14 @@ def partition_files(fs: Any, root: str, kind: str, start: pd.Timestamp, end: pd.
     """Parquet files of ``kind`` in the hour folders that ``[start, end)`` touches, oldest first.
 
     A listing only, no file is read: cheap enough for a triggerer polling for new rows. Writers'
-    temporaries (``*.parquet.<random>.tmp``) never match.
+    temporaries (``*.parquet.<random>.tmp``) never match. Every call asks the storage: object-store
+    file systems (s3fs, gcsfs, adlfs) otherwise answer from a listing cached for the life of the
+    process, and a polling monitor would never see the files other processes write later.
     """
     files: list[str] = []
     for hour in _hours(start, end):
         folder = partition_path(root, kind, hour)
+        fs.invalidate_cache(folder)
         if fs.exists(folder):
             files.extend(sorted(fs.glob(f"{folder}/*.parquet")))
     return files

@@ -24,6 +24,7 @@ from conveyor.core.inference_log.layout import (
     FEEDBACK,
     KINDS,
     PREDICTIONS,
+    ROOT_MARKER,
     dead_letter_folder,
     hour_parts,
     partition_path,
@@ -310,6 +311,8 @@ class InferenceLogWriter:
         root that does not exist (a wrong URL), and must not refuse a gateway that just started."""
         try:
             self._fs.makedirs(self._root, exist_ok=True)
+            if not self._fs.isdir(self._root):  # an object store: a prefix exists once it holds one
+                fs_write_bytes(self._fs, f"{self._root}/{ROOT_MARKER}", b"")
         except OSError as exc:  # storage down at start: the first flush retries, and counts losses
             log.warning("inference log: could not create %s yet: %s", self._root, exc)
 
