@@ -561,6 +561,41 @@ def test_admin_bodies_refused_change_nothing(app: InProcess, known_good) -> None
     check()
 
 
+def test_if_match_headers_are_a_generation_or_refused_and_only_the_current_one_writes(app: InProcess) -> None:
+    """Any ``If-Match`` value: 422 naming the header unless it is a generation; a generation that
+    is not the deployment's is 409; neither changes anything; the current one writes."""
+    generations = st.integers(0, 10**6).map(str)
+    values = st.one_of(
+        generations,
+        generations.map(lambda g: f'"{g}"'),
+        generations.map(lambda g: f'W/"{g}"'),
+        st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=30),
+    )
+
+    @_profile(150)
+    @given(values, st.sampled_from([0, 1]))
+    def check(value: str, use_current: int) -> None:
+        current = app.gateway.deployments[DEPLOYMENT].generation
+        header = str(current) if use_current else value
+        before = snapshot(app.gateway)
+        body = json.dumps({"shadow": 0.0}).encode()
+        response = app.request("PUT", _path(DEPLOYMENT, "/weights"), body, {**ADMIN, "if-match": header})
+        check_answer(response)
+        digits = header.strip().removeprefix("W/").strip('"')
+        if not digits.isdigit() or len(digits) > 18:
+            assert response.status_code == 422 and response.json()["field"] == "if-match", response.text
+        elif int(digits) != current:
+            assert response.status_code == 409, response.text
+            assert "nothing was changed" in response.json()["message"]
+        else:
+            assert response.status_code == 200, response.text
+            assert app.gateway.deployments[DEPLOYMENT].generation == current + 1
+            return
+        assert snapshot(app.gateway) == before and app.gateway.deployments[DEPLOYMENT].generation == current
+
+    check()
+
+
 @pytest.mark.parametrize(
     ("method", "tail", "body", "field"),
     [

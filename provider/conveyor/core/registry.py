@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
+from conveyor.core.experiments import experiment_id as _experiment_id
 from conveyor.core.gate import GATE_ID_TAG, STATUS_TAG
 
 if TYPE_CHECKING:
@@ -88,22 +89,11 @@ def _ledger_run_id(client: MlflowClient, name: str, tags: dict[str, str] | None 
     Two first-ever promotions may both create a run; both then pick the oldest one (and tag it),
     so they still compete for the same history slots.
     """
-    from mlflow.exceptions import MlflowException
-
     if tags is None:
         tags = client.get_registered_model(name).tags
     if tags.get(LEDGER_RUN_TAG):
         return tags[LEDGER_RUN_TAG]
-    experiment = client.get_experiment_by_name(LEDGER_EXPERIMENT)
-    if experiment is None:
-        try:
-            experiment_id = client.create_experiment(LEDGER_EXPERIMENT)
-        except MlflowException as exc:
-            if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                raise
-            experiment_id = client.get_experiment_by_name(LEDGER_EXPERIMENT).experiment_id
-    else:
-        experiment_id = experiment.experiment_id
+    experiment_id = _experiment_id(client, LEDGER_EXPERIMENT)
 
     def find() -> list:
         runs = client.search_runs(

@@ -311,18 +311,16 @@ class RunRecorder:
         """The caller's tracking URI if any; otherwise ``kedro.tracking_uri`` (relative sqlite
         paths are the project's)."""
         import mlflow
+        from mlflow import MlflowClient
         from mlflow.tracking._tracking_service.utils import is_tracking_uri_set
+
+        from conveyor.core.experiments import experiment_id
 
         if not is_tracking_uri_set():
             mlflow.set_tracking_uri(self.section.store_uri(self.project_path))
         local = mlflow.get_tracking_uri().startswith(("sqlite:", "file:"))
-        experiment = self.section.experiment
-        if mlflow.get_experiment_by_name(experiment) is None:
-            location = (
-                (self.project_path / self.section.artifact_location).resolve().as_uri() if local else None
-            )
-            mlflow.create_experiment(experiment, artifact_location=location)
-        mlflow.set_experiment(experiment)
+        location = (self.project_path / self.section.artifact_location).resolve().as_uri() if local else None
+        mlflow.set_experiment(experiment_id=experiment_id(MlflowClient(), self.section.experiment, location))
 
     def _end(self, status: str) -> None:
         import mlflow

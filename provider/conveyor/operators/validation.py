@@ -119,14 +119,12 @@ class DataValidationOperator(BaseOperator):
         return report.to_dict()
 
     def _log_to_mlflow(self, context: Any, report: Any) -> None:
+        from conveyor.core.experiments import experiment_id as get_experiment_id
         from conveyor.hooks.mlflow import MlflowHook
 
         hook = MlflowHook(self.mlflow_conn_id)
         client = hook.get_conn()
-        experiment = client.get_experiment_by_name(self.experiment_name)
-        experiment_id = (
-            experiment.experiment_id if experiment else client.create_experiment(self.experiment_name)
-        )
+        experiment_id = get_experiment_id(client, self.experiment_name)
         tags = {"conveyor.validation.status": "passed" if report.success else "failed"}
         if self.partition:
             tags["conveyor.partition"] = str(self.partition)

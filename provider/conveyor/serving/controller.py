@@ -65,15 +65,15 @@ class RolloutController:
     async def run(self) -> None:
         try:
             while True:
-                leading = await asyncio.to_thread(self.store.lead, self.holder, self.lease_s)
-                if leading != self.leading:
-                    log.info("controller %s %s", self.holder, "leads" if leading else "stands by")
-                    self.leading = leading
-                if leading:
-                    try:
+                try:
+                    leading = await asyncio.to_thread(self.store.lead, self.holder, self.lease_s)
+                    if leading != self.leading:
+                        log.info("controller %s %s", self.holder, "leads" if leading else "stands by")
+                        self.leading = leading
+                    if leading:
                         await self.tick()
-                    except Exception:  # a store hiccup must not end the control loop
-                        log.exception("controller tick failed; retrying")
+                except Exception:  # a store hiccup must not end the control loop
+                    log.exception("controller tick failed; retrying")
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self.tick_s)
@@ -90,7 +90,10 @@ class RolloutController:
                 State.ROLLED_BACK,
                 State.FAILED,
             ):
-                await self._drive(record)
+                try:
+                    await self._drive(record)
+                except Exception:  # one deployment's trouble must not stall the others' rollouts
+                    log.exception("rollout of %s: this step failed; retrying", record.name)
         if time.monotonic() - self._pruned_at > PRUNE_EVERY_S:
             self._pruned_at = time.monotonic()
             await asyncio.to_thread(self.store.prune, time.time() - KEEP_SAMPLES_S)

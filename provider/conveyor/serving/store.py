@@ -14,9 +14,11 @@ replicas and a controller on other hosts. Both go through SQLAlchemy Core with t
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -118,12 +120,13 @@ class StateStore:
         self.kind = sa.engine.make_url(url).get_backend_name()
         if self.kind not in ("sqlite", "postgresql"):
             raise ValueError(f"the gateway store is sqlite:/// or postgresql://, got {self.kind}://")
+        self._scratch: tempfile.TemporaryDirectory | None = None
         if self.kind == "sqlite" and sa.engine.make_url(url).database in (None, "", ":memory:"):
-            # In memory (an embedded gateway, tests): one connection shared by every thread.
-            self.engine = sa.create_engine(
-                url, connect_args={"check_same_thread": False}, poolclass=sa.pool.StaticPool
-            )
-        elif self.kind == "sqlite":
+            # No file named (an embedded gateway, tests): a private file that goes with the store.
+            # Not SQLite's :memory:, whose one connection cannot serve the gateway's threads at once.
+            self._scratch = tempfile.TemporaryDirectory(prefix="conveyor-store-")
+            url = f"sqlite:///{Path(self._scratch.name) / 'state.db'}"
+        if self.kind == "sqlite":
             self.engine = sa.create_engine(url, connect_args={"timeout": 10})
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
@@ -132,6 +135,8 @@ class StateStore:
 
     def close(self) -> None:
         self.engine.dispose()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
     # ---- desired state ---------------------------------------------------------------------------
     def load(self) -> dict[str, Record]:

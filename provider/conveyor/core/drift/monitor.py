@@ -31,6 +31,7 @@ from conveyor.core.drift.report import (
     plot_performance_over_time,
 )
 from conveyor.core.drift.window import Window, read_window
+from conveyor.core.experiments import experiment_id
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -41,11 +42,6 @@ MONITORING_EXPERIMENT = "conveyor-monitoring"
 DATA_DRIFT = "data_drift"
 PREDICTION_DRIFT = "prediction_drift"
 PERFORMANCE = "performance"
-
-
-def _experiment_id(client: MlflowClient, name: str) -> str:
-    existing = client.get_experiment_by_name(name)
-    return existing.experiment_id if existing else client.create_experiment(name)
 
 
 def record_run(
@@ -71,7 +67,7 @@ def record_run(
     from mlflow.entities import Metric
 
     run = client.create_run(
-        _experiment_id(client, experiment),
+        experiment_id(client, experiment),
         run_name=f"{kind}-{model_name}-v{model_version}-{window.end:%Y%m%dT%H%M}",
         tags={
             "conveyor.monitor.kind": kind,
