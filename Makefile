@@ -11,6 +11,10 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: venv test test-ts lint pytest demo airflow down constraints clean apt bench
 
+# Who runs Airflow's tasks in `make airflow` / `make demo`: local (LocalExecutor) or celery
+# (CeleryExecutor: Debian's redis-server as the broker, two named Celery workers).
+EXECUTOR ?= local
+
 venv: $(STAMP)
 
 # torch first and alone: `torch==2.13.0` is the CPU wheel on local disk; any other spec pulls CUDA.
@@ -39,13 +43,14 @@ test-ts: venv
 test: lint pytest test-ts
 
 # The whole loop unattended (~10-15 min on 2 cores); services stay up until `make down`.
-# Options: make demo DEMO_ARGS="--max-rows 4000 --rate 20" (see python -m conveyor.demo --help).
+# Options: make demo EXECUTOR=celery DEMO_ARGS="--max-rows 4000 --rate 20" (see python -m conveyor.demo --help).
 demo: venv
-	$(BIN)/python -m conveyor.demo $(DEMO_ARGS)
+	$(BIN)/python -m conveyor.demo --executor $(EXECUTOR) $(DEMO_ARGS)
 
-# Local Airflow (PostgreSQL, api-server, scheduler, dag-processor, triggerer) + MLflow under var/, for the UI.
+# Local Airflow (PostgreSQL, api-server, scheduler, dag-processor, triggerer) + MLflow under var/, for the UI;
+# make airflow EXECUTOR=celery adds Redis and two Celery workers.
 airflow: venv
-	$(BIN)/python -m conveyor.local.airflow
+	$(BIN)/python -m conveyor.local.airflow --executor $(EXECUTOR)
 
 # Stops every service recorded in var/services.json (Airflow, PostgreSQL, MLflow, gateway, ...).
 down:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from conveyor.demo.report import Progress, summary, table
 from conveyor.demo.stack import DemoStack, start_stack, stop_previous
+from conveyor.local.airflow import EXECUTORS
 
 
 def parser() -> argparse.ArgumentParser:
@@ -26,6 +27,12 @@ def parser() -> argparse.ArgumentParser:
         "--traffic-rows", type=int, default=defaults.traffic_rows, help="April flights in the replay loop"
     )
     p.add_argument("--summary-json", type=Path, help="also write the outcomes and URLs here")
+    p.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="who runs Airflow's tasks: local (LocalExecutor, default) or celery (Redis + 2 Celery workers)",
+    )
     return p
 
 
@@ -46,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
         progress.note(", ".join(stopped) if stopped else "none")
     try:
         with progress.step("starting MLflow, gateway, Prometheus, PostgreSQL + Airflow under var/demo"):
-            stack = start_stack(args.var, progress=progress.note, retrain_partitions=settings.traffic_month)
+            stack = start_stack(
+                args.var,
+                progress=progress.note,
+                retrain_partitions=settings.traffic_month,
+                executor=args.executor,
+            )
     except (RuntimeError, TimeoutError) as exc:
         progress.line(f"the services did not start: {exc}")
         progress.line("whatever did start is recorded in var/services.json: `make down` stops it")

@@ -70,9 +70,14 @@ def stop_previous(var: Path) -> list[str]:
 
 
 def start_stack(
-    var: Path, ports: dict[str, int] | None = None, progress=print, retrain_partitions: str = ""
+    var: Path,
+    ports: dict[str, int] | None = None,
+    progress=print,
+    retrain_partitions: str = "",
+    executor: str = "local",
 ) -> DemoStack:
-    """Start everything under ``var/demo`` (wiped first: a demo always starts from an empty registry)."""
+    """Start everything under ``var/demo`` (wiped first: a demo always starts from an empty registry);
+    ``executor`` is ``LocalAirflow``'s (``celery``: Redis and Celery workers run the tasks)."""
     ports = {**DEFAULT_PORTS, **(ports or {})}
     var = var.resolve()
     state_file = var / "services.json"
@@ -109,8 +114,9 @@ def start_stack(
         port=port_or_free(ports["airflow"]),
         extra_env=airflow_env(mlflow.url, gateway, pushgateway_url, retrain_partitions),
         state_file=state_file,
+        executor=executor,
     )
-    progress("Airflow     starting PostgreSQL, db migrate, api-server, scheduler, dag-processor, triggerer")
+    progress(f"Airflow     starting {airflow.describe()}")
     airflow.start()
     progress(f"Airflow     {airflow.url} (login {airflow.username} / {airflow.password})")
     return DemoStack(var, mlflow, airflow, gateway, prometheus_url, pushgateway_url, stack_notes)

@@ -4,6 +4,10 @@ The same class serves ``make airflow`` (exploration under ``var/airflow``), ``ma
 test fixtures, so the tests drive exactly what a user runs. Each component runs in its own
 process group: the scheduler forks LocalExecutor workers and task supervisors that would
 otherwise survive a plain SIGTERM of their parent.
+
+``executor="celery"`` runs the tasks on Celery workers instead (``make airflow EXECUTOR=celery``):
+Debian's ``redis-server`` as the broker, Celery's results in the same PostgreSQL, and several
+named workers on this host, each in its own process group, as separate hosts would run them.
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ from conveyor.core import atomic
 from conveyor.local import services
 from conveyor.local.postgres import LocalPostgres
 from conveyor.local.process import ensure_port_free, free_port, log_tail, start_group, stop_group, wait_http
+from conveyor.local.redis import LocalRedis
 
 COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+EXECUTORS = {"local": "LocalExecutor", "celery": "CeleryExecutor"}
+# Each Celery worker finds its own name here; ``worker_hostname`` reports it to Airflow.
+WORKER_NAME_ENV = "CONVEYOR_CELERY_WORKER"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 # The repository's Kedro projects, each run by its DAGs through its own ``conveyor_kedro``
 # connection (``airflow.connections.kedro`` of its conveyor.yml): dags/ml_*.py run the demo
@@ -86,13 +94,28 @@ def private_kedro_conf(folder: Path, kedro_project: Path = KEDRO_PROJECT, name: 
     return conf
 
 
+def worker_hostname() -> str:
+    """``[core] hostname_callable`` of the local Celery workers: the worker's name.
+
+    Every task instance records the host it ran on; the workers here share one host, whose FQDN
+    would not say which of them ran a task (nor where a retry went). Set only in the workers'
+    environment, so every other component keeps Airflow's default.
+    """
+    return os.environ[WORKER_NAME_ENV]
+
+
 @dataclass
 class LocalAirflow:
-    """Airflow 3 with LocalExecutor whose whole state (config, logs, database) lives under ``home``.
+    """Airflow 3 whose whole state (config, logs, database, broker) lives under ``home``.
 
     ``parallelism`` defaults to the number of cores (at least 2): every running task is a Python
     process importing torch or MLflow, and more of them than cores only makes each one slower.
     ``extra_env`` reaches every component and task, e.g. ``AIRFLOW_CONN_MLFLOW_DEFAULT``.
+
+    ``executor`` is ``local`` (LocalExecutor: the scheduler runs the tasks) or ``celery``:
+    ``celery_workers`` workers named ``celery-worker-<n>`` (their Celery node name and the
+    ``hostname`` of the task instances they run) take ``worker_concurrency`` tasks each. One task
+    per worker by default: a worker never holds a second task back while another worker idles.
     """
 
     home: Path
@@ -104,12 +127,34 @@ class LocalAirflow:
     parallelism: int = field(default_factory=lambda: max(2, os.cpu_count() or 2))
     extra_env: dict[str, str] = field(default_factory=dict)
     state_file: Path | None = None
+    executor: str = "local"
+    celery_workers: int = 2
+    worker_concurrency: int = 1
     postgres: LocalPostgres | None = None
+    redis: LocalRedis | None = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {self.executor!r}")
 
     @property
     def url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    def describe(self) -> str:
+        """What ``start()`` starts, for progress lines."""
+        parts = ["PostgreSQL", "db migrate", ", ".join(COMPONENTS)]
+        if self.worker_names:
+            parts += ["Redis", f"{len(self.worker_names)} Celery workers"]
+        return ", ".join(parts)
+
+    @property
+    def worker_names(self) -> list[str]:
+        """The Celery workers' names (none with LocalExecutor)."""
+        if self.executor != "celery":
+            return []
+        return [f"celery-worker-{n}" for n in range(1, self.celery_workers + 1)]
 
     def log_path(self, component: str) -> Path:
         return self.home / "logs" / f"{component}.log"
@@ -131,7 +176,7 @@ class LocalAirflow:
             "AIRFLOW_HOME": str(self.home),
             "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder.resolve()),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            "AIRFLOW__CORE__EXECUTOR": EXECUTORS[self.executor],
             "AIRFLOW__CORE__PARALLELISM": str(self.parallelism),
             "AIRFLOW__CORE__FERNET_KEY": secret["fernet_key"],
             "AIRFLOW__CORE__AUTH_MANAGER": (
@@ -158,7 +203,20 @@ class LocalAirflow:
             "KEDRO_DISABLE_TELEMETRY": "1",
             "DO_NOT_TRACK": "1",
             "MLFLOW_DISABLE_TELEMETRY": "true",
+            **self._celery_env(),
             **self.extra_env,
+        }
+
+    def _celery_env(self) -> dict[str, str]:
+        """The broker, and Celery's task results beside Airflow's own tables."""
+        if self.executor != "celery":
+            return {}
+        if self.redis is None or self.postgres is None:
+            raise RuntimeError("LocalAirflow.env() needs the broker: call start() first")
+        return {
+            "AIRFLOW__CELERY__BROKER_URL": self.redis.url,
+            # Celery's database backend takes any SQLAlchemy URL behind ``db+``.
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{self.postgres.sqlalchemy_url('airflow')}",
         }
 
     @property
@@ -192,6 +250,11 @@ class LocalAirflow:
         self.postgres.start()
         self._record("postgres", self.postgres.pid, group=False, stop_signal="SIGINT")
         self.postgres.create_database("airflow")
+        if self.executor == "celery":
+            if self.redis is None:
+                self.redis = LocalRedis(self.home / "redis")
+            self.redis.start()
+            self._record("redis", self.redis.pid)
         # A known login instead of the generated password Airflow would print once.
         atomic.write_text(self._passwords_file, json.dumps({self.username: self.password}))
         env = {**os.environ, **self.env()}
@@ -201,11 +264,46 @@ class LocalAirflow:
                 cmd = [sys.executable, "-m", "airflow", component]
                 self.procs[component] = start_group(cmd, self.log_path(component), env=env, cwd=self.home)
                 self._record(component, self.procs[component].pid)
+            for name in self.worker_names:
+                # By name, not __name__: under ``python -m conveyor.local.airflow`` that is __main__.
+                worker_env = {
+                    **env,
+                    WORKER_NAME_ENV: name,
+                    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "conveyor.local.airflow.worker_hostname",
+                }
+                self.procs[name] = start_group(
+                    self._worker_command(name), self.log_path(name), env=worker_env, cwd=self.home
+                )
+                self._record(name, self.procs[name].pid)
             self._wait_healthy(timeout - (time.monotonic() - started))
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _worker_command(self, name: str) -> list[str]:
+        """``airflow celery worker`` as one of several on this host.
+
+        The workers share ``home/logs``, from which the api-server reads every task log; a log
+        server per worker would only compete for the one ``worker_log_server_port``. Mingle and
+        gossip (workers syncing with each other) serve nothing Airflow uses and cost start-up
+        time and CPU.
+        """
+        return [
+            *(sys.executable, "-m", "airflow", "celery", "worker"),
+            *("--celery-hostname", f"{name}@%h", "--concurrency", str(self.worker_concurrency)),
+            *("--skip-serve-logs", "--without-mingle", "--without-gossip"),
+        ]
+
+    def celery_workers_online(self) -> set[str]:
+        """The names of the Celery workers that answer a ping through the broker."""
+        if self.redis is None:
+            return set()
+        from celery import Celery
+
+        with Celery(broker=self.redis.url) as app:
+            replies = app.control.ping(timeout=1.0) or []
+        return {node.split("@", 1)[0] for reply in replies for node in reply}
 
     def _migrate(self, env: dict[str, str]) -> None:
         log = self.log_path("db-migrate")
@@ -221,7 +319,8 @@ class LocalAirflow:
             raise RuntimeError(f"airflow db migrate failed (exit {result.returncode}):\n{log_tail(log)}")
 
     def _wait_healthy(self, timeout: float) -> None:
-        """Wait until the API answers and the scheduler, dag-processor and triggerer heartbeat."""
+        """Wait until the API answers, the scheduler, dag-processor and triggerer heartbeat, and
+        every Celery worker listens (tasks sent earlier would all go to the first one up)."""
         health = f"{self.url}/api/v2/monitor/health"
         try:
             wait_http(health, timeout=timeout, proc=self.procs["api-server"])
@@ -249,6 +348,8 @@ class LocalAirflow:
                 )
                 if (status.get(key) or {}).get("status") != "healthy"
             ]
+            if not unhealthy and self.worker_names:
+                unhealthy = sorted(set(self.worker_names) - self.celery_workers_online())
             if not unhealthy:
                 return
             time.sleep(1.0)
@@ -263,11 +364,14 @@ class LocalAirflow:
         for proc in self.procs.values():
             with suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
-        for component in reversed(list(self.procs)):
+        names = list(self.procs)
+        for component in reversed(names):
             stop_group(self.procs.pop(component), timeout=20.0)
+        if self.redis is not None:
+            self.redis.stop()
         if self.postgres is not None:
             self.postgres.stop()
-        self._forget(*COMPONENTS, "postgres")
+        self._forget(*names, "redis", "postgres")
 
     def _record(self, name: str, pid: int | None, **kwargs: object) -> None:
         if self.state_file is not None and pid is not None:
@@ -302,6 +406,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dags", type=Path, default=REPO_ROOT / "dags")
     parser.add_argument("--port", type=int, default=8080, help="api-server port if free (default 8080)")
     parser.add_argument("--mlflow-port", type=int, default=5000, help="MLflow port if free (default 5000)")
+    parser.add_argument(
+        "--executor",
+        choices=EXECUTORS,
+        default="local",
+        help="local (default): LocalExecutor; celery: CeleryExecutor with Redis and named workers",
+    )
+    parser.add_argument(
+        "--celery-workers", type=int, default=2, help="Celery workers with --executor celery (default 2)"
+    )
     args = parser.parse_args(argv)
     state_file = args.var / "services.json"
     running = services.running(state_file)
@@ -319,11 +432,15 @@ def main(argv: list[str] | None = None) -> int:
         port=_port(args.port),
         extra_env=connection_env(mlflow.url),
         state_file=state_file,
+        executor=args.executor,
+        celery_workers=args.celery_workers,
     )
     started = time.monotonic()
-    print(f"starting Airflow (PostgreSQL, db migrate, 4 components) under {airflow.home} ...", flush=True)
+    print(f"starting Airflow ({airflow.describe()}) under {airflow.home} ...", flush=True)
     airflow.start()
     print(f"Airflow  {airflow.url}   login: {airflow.username} / {airflow.password}")
+    if airflow.redis is not None:
+        print(f"Celery   broker {airflow.redis.url}, workers {', '.join(airflow.worker_names)}")
     print(f"MLflow   {mlflow.url}")
     print(f"logs     {airflow.home / 'logs'}   (ready in {time.monotonic() - started:.0f}s)")
     print("DAGs start paused: unpause them in the UI. Stop everything with: make down")
