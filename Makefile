@@ -14,6 +14,9 @@ export PYTHONDONTWRITEBYTECODE := 1
 # Who runs Airflow's tasks in `make airflow` / `make demo`: local (LocalExecutor) or celery
 # (CeleryExecutor: Debian's redis-server as the broker, two named Celery workers).
 EXECUTOR ?= local
+# How many gateway replicas `make demo` serves through: 1 (one process on SQLite) or more
+# (nginx in front of that many replicas on PostgreSQL, one rollout controller).
+GATEWAY_REPLICAS ?= 1
 
 venv: $(STAMP)
 
@@ -43,9 +46,10 @@ test-ts: venv
 test: lint pytest test-ts
 
 # The whole loop unattended (~10-15 min on 2 cores); services stay up until `make down`.
-# Options: make demo EXECUTOR=celery DEMO_ARGS="--max-rows 4000 --rate 20" (see python -m conveyor.demo --help).
+# Options: make demo EXECUTOR=celery GATEWAY_REPLICAS=2 DEMO_ARGS="--max-rows 4000 --rate 20"
+# (see python -m conveyor.demo --help).
 demo: venv
-	$(BIN)/python -m conveyor.demo --executor $(EXECUTOR) $(DEMO_ARGS)
+	$(BIN)/python -m conveyor.demo --executor $(EXECUTOR) --gateway-replicas $(GATEWAY_REPLICAS) $(DEMO_ARGS)
 
 # Local Airflow (PostgreSQL, api-server, scheduler, dag-processor, triggerer) + MLflow under var/, for the UI;
 # make airflow EXECUTOR=celery adds Redis and two Celery workers.

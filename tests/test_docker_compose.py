@@ -632,7 +632,7 @@ def test_nginx_service_runs_the_rendered_conf(tmp_path: Path, monkeypatch: pytes
     render = _nginx_render()
     argv = _command("nginx")
     balancer = LoadBalancer(root=tmp_path, upstreams=["127.0.0.1:1"])
-    monkeypatch.setattr(conveyor.local.nginx, "_binary", lambda: "nginx")
+    monkeypatch.setattr(conveyor.local.nginx, "debian_binary", lambda name: name)
     local = _capture(monkeypatch, conveyor.local.nginx, balancer.start)
     assert argv[0] == "nginx" and _flags(local.cmd) == _flags(argv)
     assert _option(argv, "-e") == _option(local.cmd, "-e")
@@ -667,7 +667,7 @@ def test_prometheus_loads_the_shipped_rules_and_scrapes_each_replica(
     assert f"http://{push}" == _environment("airflow-scheduler")["AIRFLOW_VAR_CONVEYOR_PUSHGATEWAY_URL"]
     assert push.split(":")[0] in SERVICES
 
-    monkeypatch.setattr(conveyor.local.prometheus, "_binary", lambda name: name)
+    monkeypatch.setattr(conveyor.local.prometheus, "debian_binary", lambda name: name)
     monkeypatch.setattr(conveyor.local.prometheus, "ensure_port_free", lambda *a: None)
     started = _capture(monkeypatch, conveyor.local.prometheus, Prometheus(root=tmp_path / "p").start)
     assert _flags(started.cmd[1:]) <= _flags(argv)
@@ -696,7 +696,7 @@ def test_grafana_provisioning_points_at_the_compose_services() -> None:
 
 # ---- redis, postgres, the image ------------------------------------------------------------------
 def test_redis_keeps_nothing_on_disk_as_local_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(conveyor.local.redis, "_binary", lambda name: name)
+    monkeypatch.setattr(conveyor.local.redis, "debian_binary", lambda name: name)
     local = _capture(monkeypatch, conveyor.local.redis, LocalRedis(root=tmp_path).start)
     argv = _command("redis")
     for flag in ("--save", "--appendonly"):

@@ -70,7 +70,7 @@ def _converged(cluster: GatewayCluster, name: str, timeout: float = 30.0) -> Non
     deadline = time.monotonic() + timeout
     for server in cluster.servers:
         with server.client() as client:
-            while not client.exists(name):
+            while not client.deployment(name)["slots"]["stable"]["loaded"]:
                 assert time.monotonic() < deadline, f"replica {server.replica_id} never loaded {name}"
                 time.sleep(0.1)
 
@@ -201,13 +201,18 @@ def test_sigkill_of_the_controller_mid_canary_a_standby_resumes_it(
     assert leader is not None
     standby = ControllerProcess(tmp_path, cluster.store_url, cluster.tracking_uri, holder="standby").start()
     try:
+        deadline = time.monotonic() + 60
+        while not standby.stands_by():
+            standby.check_alive()
+            assert time.monotonic() < deadline, "the standby never reached the lease"
+            time.sleep(0.1)
         with _load(cluster, fresh, bodies) as load:
             load.wait_for(50)
             admin.start_rollout(
                 fresh, {"model_uri": serving_models.good_too, "steps": [20, 50, 100], "analysis": STEP}
             )
             _wait_state(admin, fresh, "progressing")
-            assert not standby.leads()
+            assert standby.stands_by()
             os.killpg(leader.proc.pid, signal.SIGKILL)
             leader.proc.wait(timeout=10)
             rollout = admin.wait_rollout(fresh, timeout=120, poll_s=0.2)

@@ -33,7 +33,21 @@ def parser() -> argparse.ArgumentParser:
         default="local",
         help="who runs Airflow's tasks: local (LocalExecutor, default) or celery (Redis + 2 Celery workers)",
     )
+    p.add_argument(
+        "--gateway-replicas",
+        type=_replicas,
+        default=1,
+        help="1 (default): one conveyor serve on SQLite; N > 1: nginx in front of N replicas on a "
+        "PostgreSQL store and one conveyor controller",
+    )
     return p
+
+
+def _replicas(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"--gateway-replicas is a count of replicas (>= 1), got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                 progress=progress.note,
                 retrain_partitions=settings.traffic_month,
                 executor=args.executor,
+                gateway_replicas=args.gateway_replicas,
             )
     except (RuntimeError, TimeoutError) as exc:
         progress.line(f"the services did not start: {exc}")

@@ -15,8 +15,10 @@ from pathlib import Path
 
 from conveyor.local import services
 from conveyor.local.airflow import REPO_ROOT, LocalAirflow, connection_env
+from conveyor.local.cluster import GatewayCluster
 from conveyor.local.gateway import GatewayServer
 from conveyor.local.mlflow_server import MlflowServer
+from conveyor.local.postgres import LocalPostgres
 from conveyor.local.process import ensure_port_free, free_port
 
 DEFAULT_PORTS = {"mlflow": 5000, "airflow": 8080, "gateway": 8000, "prometheus": 9090, "pushgateway": 9091}
@@ -39,7 +41,7 @@ class DemoStack:
     var: Path
     mlflow: MlflowServer
     airflow: LocalAirflow
-    gateway: GatewayServer
+    gateway: GatewayServer | GatewayCluster
     prometheus_url: str | None = None
     pushgateway_url: str | None = None
     notes: list[str] = field(default_factory=list)
@@ -75,9 +77,12 @@ def start_stack(
     progress=print,
     retrain_partitions: str = "",
     executor: str = "local",
+    gateway_replicas: int = 1,
 ) -> DemoStack:
     """Start everything under ``var/demo`` (wiped first: a demo always starts from an empty registry);
-    ``executor`` is ``LocalAirflow``'s (``celery``: Redis and Celery workers run the tasks)."""
+    ``executor`` is ``LocalAirflow``'s (``celery``: Redis and Celery workers run the tasks);
+    ``gateway_replicas`` above 1 serves through nginx in front of that many replicas on a
+    PostgreSQL store, driven by one ``conveyor controller``."""
     ports = {**DEFAULT_PORTS, **(ports or {})}
     var = var.resolve()
     state_file = var / "services.json"
@@ -90,14 +95,12 @@ def start_stack(
     services.record(state_file, "mlflow", mlflow.proc.pid, url=mlflow.url)
     progress(f"MLflow      {mlflow.url}")
 
-    gateway = GatewayServer(
-        root=root / "gateway", tracking_uri=mlflow.url, port=port_or_free(ports["gateway"])
-    ).start()
-    services.record(state_file, "gateway", gateway.proc.pid, url=gateway.url)
+    gateway = _start_gateway(root, state_file, mlflow.url, port_or_free(ports["gateway"]), gateway_replicas)
     token_file = gateway.root / "token"
     token_file.write_text(gateway.token)
     token_file.chmod(0o600)
-    progress(f"gateway     {gateway.url} (no model yet; inference log {gateway.inference_log_url})")
+    shape = "" if gateway_replicas == 1 else f"nginx in front of {gateway_replicas} replicas + controller; "
+    progress(f"gateway     {gateway.url} ({shape}no model yet; inference log {gateway.inference_log_url})")
 
     stack_notes: list[str] = []
     pushgateway_url = prometheus_url = None
@@ -122,8 +125,32 @@ def start_stack(
     return DemoStack(var, mlflow, airflow, gateway, prometheus_url, pushgateway_url, stack_notes)
 
 
+def _start_gateway(
+    root: Path, state_file: Path, tracking_uri: str, port: int, replicas: int
+) -> GatewayServer | GatewayCluster:
+    if replicas == 1:
+        gateway = GatewayServer(root=root / "gateway", tracking_uri=tracking_uri, port=port).start()
+        services.record(state_file, "gateway", gateway.proc.pid, url=gateway.url)
+        return gateway
+    store = LocalPostgres(root / "gateway-store").start()
+    services.record(state_file, "gateway-store", store.pid, group=False, stop_signal="SIGINT")
+    store.create_database("gateway_store")
+    cluster = GatewayCluster(
+        root=root / "gateway",
+        tracking_uri=tracking_uri,
+        store_url=store.sqlalchemy_url("gateway_store"),
+        replicas=replicas,
+        port=port,
+    ).start()
+    cluster.record(state_file)
+    return cluster
+
+
 def airflow_env(
-    mlflow_url: str, gateway: GatewayServer, pushgateway_url: str | None, retrain_partitions: str = ""
+    mlflow_url: str,
+    gateway: GatewayServer | GatewayCluster,
+    pushgateway_url: str | None,
+    retrain_partitions: str = "",
 ) -> dict[str, str]:
     """Connections and Variables the three DAGs read: MLflow, the Kedro project, the gateway (its
     admin token as the password), the gateway's inference log, the Pushgateway, and the months
@@ -138,7 +165,7 @@ def airflow_env(
 
 
 def _start_prometheus(
-    root: Path, state_file: Path, gateway: GatewayServer, ports: dict[str, int]
+    root: Path, state_file: Path, gateway: GatewayServer | GatewayCluster, ports: dict[str, int]
 ) -> tuple[str, str]:
     from conveyor.local.prometheus import Prometheus, Pushgateway
 
@@ -146,7 +173,7 @@ def _start_prometheus(
     services.record(state_file, "pushgateway", push.proc.pid, url=push.url)
     prom = Prometheus(
         root=root / "prometheus",
-        targets={"conveyor-gateway": f"{gateway.host}:{gateway.port}"},
+        targets={"conveyor-gateway": gateway.scrape_targets},
         pushgateway=f"{push.host}:{push.port}",
         scrape_interval="5s",
         port=port_or_free(ports["prometheus"]),

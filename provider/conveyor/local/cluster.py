@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.clients.gateway import GatewayClient
+from conveyor.local import services
 from conveyor.local.gateway import GatewayServer
 from conveyor.local.nginx import LoadBalancer
-from conveyor.local.process import log_tail, start_group, stop_group
+from conveyor.local.process import free_port, log_tail, start_group, stop_group
 
 
 @dataclass
@@ -52,8 +53,18 @@ class ControllerProcess:
         self.proc = start_group(cmd, self.log_path, env={"MLFLOW_TRACKING_URI": self.tracking_uri})
         return self
 
+    def _said(self) -> list[str]:
+        text = self.log_path.read_text() if self.log_path.exists() else ""
+        return [line for line in text.splitlines() if f"controller {self.holder} " in line]
+
     def leads(self) -> bool:
-        return "leads" in (self.log_path.read_text() if self.log_path.exists() else "")
+        said = self._said()
+        return bool(said) and said[-1].endswith(" leads")
+
+    def stands_by(self) -> bool:
+        """Up and waiting on the lease (a standby), not merely started."""
+        said = self._said()
+        return bool(said) and said[-1].endswith(" stands by")
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -73,6 +84,7 @@ class GatewayCluster:
     replicas: int = 2
     token: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     log_url: str | None = None
+    port: int = field(default_factory=free_port)  # the load balancer's: the cluster's one address
     servers: list[GatewayServer] = field(default_factory=list)
     controller: ControllerProcess | None = None
     balancer: LoadBalancer | None = None
@@ -82,8 +94,27 @@ class GatewayCluster:
         assert self.balancer is not None, "start the cluster first"
         return self.balancer.url
 
+    @property
+    def inference_log_url(self) -> str:
+        """The one log every replica appends to (each writes files of its own)."""
+        return self.log_url or str((self.root / "inference-log").resolve())
+
+    @property
+    def scrape_targets(self) -> list[str]:
+        """Each replica's /metrics: Prometheus sums them; nginx would show one replica at a time."""
+        return [f"{s.host}:{s.port}" for s in self.servers]
+
     def client(self, timeout: float = 120.0) -> GatewayClient:
         return GatewayClient(self.url, self.token, timeout=timeout)
+
+    def record(self, state_file: Path) -> None:
+        """Every process in ``state_file``, so ``make down`` stops the cluster."""
+        for server in self.servers:
+            services.record(state_file, f"gateway-{server.replica_id}", server.proc.pid, url=server.url)
+        if self.controller is not None and self.controller.proc is not None:
+            services.record(state_file, "gateway-controller", self.controller.proc.pid)
+        if self.balancer is not None and self.balancer.proc is not None:
+            services.record(state_file, "gateway-load-balancer", self.balancer.proc.pid, url=self.url)
 
     def replica(self, index: int) -> GatewayServer:
         return GatewayServer(
@@ -93,7 +124,7 @@ class GatewayCluster:
             store_url=self.store_url,
             replica_id=f"replica-{index}",
             controller=False,
-            log_url=self.log_url or str((self.root / "inference-log").resolve()),
+            log_url=self.inference_log_url,
         )
 
     def start(self) -> GatewayCluster:
@@ -102,7 +133,7 @@ class GatewayCluster:
             self.servers = [self.replica(i).start() for i in range(self.replicas)]
             self.controller = ControllerProcess(self.root, self.store_url, self.tracking_uri).start()
             upstreams = [f"{s.host}:{s.port}" for s in self.servers]
-            self.balancer = LoadBalancer(self.root / "nginx", upstreams).start()
+            self.balancer = LoadBalancer(self.root / "nginx", upstreams, port=self.port).start()
         except Exception:
             self.stop()
             raise

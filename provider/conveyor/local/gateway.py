@@ -50,6 +50,11 @@ class GatewayServer:
         return self.log_url or str((self.root / "inference-log").resolve())
 
     @property
+    def scrape_targets(self) -> list[str]:
+        """Where Prometheus reads this gateway's /metrics."""
+        return [f"{self.host}:{self.port}"]
+
+    @property
     def store(self) -> str:
         return self.store_url or f"sqlite:///{(self.root / 'gateway-state.db').resolve()}"
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import grp
 import os
 import pwd
-import shutil
 import signal
 import socket
 import subprocess
@@ -20,7 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from conveyor.local import services
-from conveyor.local.process import ensure_port_free, free_port, log_tail, start_group, stop_group
+from conveyor.local.process import (
+    debian_binary,
+    ensure_port_free,
+    free_port,
+    log_tail,
+    start_group,
+    stop_group,
+)
 
 # The gateway answers 413 itself above 1 MiB, with its JSON error; nginx's limit sits above it so
 # that answer, not nginx's HTML page, reaches the client.
@@ -121,14 +127,6 @@ http {{
 """
 
 
-def _binary() -> str:
-    """Debian's nginx, also for a user whose PATH lacks /usr/sbin."""
-    path = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}{os.pathsep}/usr/sbin")
-    if path is None:
-        raise RuntimeError("nginx is not installed: it comes from the Debian package of the same name")
-    return path
-
-
 def _worker_user() -> str | None:
     """``nobody`` and its group when running as root; nginx ignores ``user`` (with a warning) otherwise."""
     if os.geteuid() != 0:
@@ -173,7 +171,7 @@ class LoadBalancer:
         try:
             ensure_port_free(self.host, self.port)
             self._write_conf(self.upstreams)
-            binary = _binary()
+            binary = debian_binary("nginx")
         except (RuntimeError, ValueError) as exc:
             raise RuntimeError(f"nginx did not start: {exc}") from exc
         cmd = [binary, "-p", str(self.root), "-c", str(self.conf_path), "-e", "stderr"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +12,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+
+
+def debian_binary(name: str) -> str:
+    """A program from the Debian package of the same name, also for a user whose PATH lacks /usr/sbin."""
+    path = shutil.which(name, path=f"{os.environ.get('PATH', '')}{os.pathsep}/usr/sbin")
+    if path is None:
+        raise RuntimeError(f"{name} is not installed: it comes from the Debian package of the same name")
+    return path
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ so the demo and the tests exercise the shipped rules, not a copy.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import urllib.error
 import urllib.parse
@@ -17,16 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from conveyor.local.process import ensure_port_free, free_port, log_tail, start_group, stop_group, wait_http
+from conveyor.local.process import (
+    debian_binary,
+    ensure_port_free,
+    free_port,
+    log_tail,
+    start_group,
+    stop_group,
+    wait_http,
+)
 
 ALERT_RULES = Path(__file__).resolve().parents[3] / "docker" / "prometheus" / "alerts.yml"
-
-
-def _binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(f"{name} is not installed: it comes from the Debian package of the same name")
-    return path
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Pushgateway:
         # Debian's build persists to /var/lib/prometheus/pushgateway.data by default, which every
         # instance on the host would share (a test would see the demo's pushes): keep it in root.
         cmd = [
-            _binary("prometheus-pushgateway"),
+            debian_binary("prometheus-pushgateway"),
             f"--web.listen-address={self.host}:{self.port}",
             f"--persistence.file={self.root / 'pushgateway.data'}",
         ]
@@ -75,14 +75,15 @@ class Pushgateway:
 
 @dataclass
 class Prometheus:
-    """Prometheus with the project's alert rules, scraping ``targets`` (``job -> host:port``).
+    """Prometheus with the project's alert rules, scraping ``targets`` (``job -> host:port``, or
+    a list of them: the replicas of one gateway are one job).
 
     ``honor_labels`` keeps the ``job``/``model`` labels that the pushing task set, as the
     Pushgateway documentation requires.
     """
 
     root: Path
-    targets: dict[str, str] = field(default_factory=dict)
+    targets: dict[str, str | list[str]] = field(default_factory=dict)
     pushgateway: str | None = None
     rule_files: list[Path] = field(default_factory=lambda: [ALERT_RULES])
     scrape_interval: str = "1s"
@@ -96,7 +97,10 @@ class Prometheus:
 
     def config(self) -> dict[str, Any]:
         jobs: list[dict[str, Any]] = [
-            {"job_name": job, "static_configs": [{"targets": [target]}]}
+            {
+                "job_name": job,
+                "static_configs": [{"targets": [target] if isinstance(target, str) else target}],
+            }
             for job, target in self.targets.items()
         ]
         if self.pushgateway:
@@ -120,7 +124,7 @@ class Prometheus:
         config.write_text(json.dumps(self.config(), indent=2))  # JSON is valid YAML
         log = self.root / "prometheus.log"
         cmd = [
-            _binary("prometheus"),
+            debian_binary("prometheus"),
             f"--config.file={config}",
             f"--storage.tsdb.path={self.root / 'tsdb'}",
             f"--web.listen-address={self.host}:{self.port}",

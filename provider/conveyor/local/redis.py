@@ -14,8 +14,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conveyor.local.process import ensure_port_free, free_port, log_tail, start_group, stop_group
-from conveyor.local.prometheus import _binary
+from conveyor.local.process import (
+    debian_binary,
+    ensure_port_free,
+    free_port,
+    log_tail,
+    start_group,
+    stop_group,
+)
 
 
 @dataclass
@@ -45,7 +51,7 @@ class LocalRedis:
         try:
             ensure_port_free(self.host, self.port)
             cmd = [
-                _binary("redis-server"),
+                debian_binary("redis-server"),
                 "--port",
                 str(self.port),
                 "--bind",

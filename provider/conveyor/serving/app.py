@@ -168,7 +168,7 @@ def create_app(gateway: Gateway, startup: Callable[[Gateway], Awaitable[None]] |
         return gateway.status()
 
     async def get_deployment(request: Request) -> Any:
-        return gateway.deployment(request.path_params["name"]).to_dict()
+        return await gateway.describe(request.path_params["name"])
 
     async def put_slot(request: Request) -> Any:
         body = SlotBody.parse(await json_body(request))

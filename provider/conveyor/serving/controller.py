@@ -52,7 +52,7 @@ class RolloutController:
         self.holder = holder or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.tick_s = tick_s
         self.lease_s = lease_s
-        self.leading = False
+        self.leading: bool | None = None  # None until the first lease call: a standby says so too
         self._on_write = on_write
         self._contracts: dict[str, object] = {}
         self._wake = asyncio.Event()

@@ -580,10 +580,8 @@ class Gateway:
         }
 
     # ---- admin: slots and weights ------------------------------------------------------------
-    async def load(self, target: Target | str) -> Slot:
+    async def load(self, target: Target) -> Slot:
         """Load and warm a version off the event loop: serving continues meanwhile."""
-        if isinstance(target, str):
-            target = await self.pin(target)
         model = await asyncio.to_thread(LoadedModel.load, target.pinned)
         return Slot(dataclasses.replace(model, uri=target.uri), self.config.max_batch_rows)
 
@@ -787,6 +785,39 @@ class Gateway:
         return rollout.to_dict()
 
     # ---- status --------------------------------------------------------------------------------
+    async def describe(self, name: str) -> dict[str, Any]:
+        """One deployment as the store has it now (read your writes through any replica: the
+        rollout a client just started is there even before this replica applied it), with the
+        slots this replica has loaded."""
+        record = await self._read(name)
+        desired = Desired.from_doc(record.doc)
+        live = self.deployments.get(name)
+        if live is None or live.generation < record.generation:
+            self._poll_now.set()  # apply it here now rather than at the next poll
+        view = live.to_dict() if live is not None else Deployment(name, desired).to_dict()
+        percents, loaded = desired.weights(), view["slots"]
+        view["slots"] = {
+            slot: {**loaded[slot], "loaded": True}
+            if slot in loaded and loaded[slot]["model_version"] == target.version
+            else {
+                "model_uri": target.uri,
+                "model_version": target.version,
+                "weight": percents[slot],
+                "loaded": False,  # the store has it; this replica is still loading it
+            }
+            for slot, target in desired.slots.items()
+        }
+        view.update(
+            generation=record.generation,
+            # what this replica serves: behind the store's generation while it loads
+            replica={"id": self.config.replica_id, "generation": live.generation if live else None},
+            canary_weight=desired.canary_weight,
+            shadow_fraction=desired.shadow_fraction,
+            rollout=desired.rollout,
+            events=desired.events[-50:],
+        )
+        return view
+
     def publish(self, deployment: Deployment) -> None:
         """Mirror a deployment's traffic and rollout state into the metrics."""
         self.metrics.set_weights(deployment.name, deployment.weights())
