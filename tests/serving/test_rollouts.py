@@ -88,15 +88,21 @@ def test_failing_canary_never_fails_a_client_and_is_rolled_back_for_its_errors(
     assert {o.slot for o in load.outcomes} == {"stable"}  # stable answered every canary failure
 
 
+@pytest.mark.parametrize("staged", [False, True], ids=["fresh", "staged-first"])
 def test_healthy_canary_proceeds_step_by_step_and_is_promoted(
     gateway: GatewayServer,
     admin: GatewayClient,
     fresh: str,
     serving_models: ServingModels,
     bodies: list[bytes],
+    staged: bool,
 ) -> None:
+    """Also for a version ml_cd smoke-tested in staging first: staging and canary then hold the
+    same loaded version, and the canary is judged on its own traffic, not staging's."""
     new = _version(serving_models.good_too)
     analysis = FAST
+    if staged:
+        admin.deploy_slot(fresh, serving_models.good_too, slot="staging")
     with _load(gateway, fresh, bodies) as load:
         load.wait_for(20)
         admin.start_rollout(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import time
 import uuid
@@ -64,13 +65,19 @@ class RolloutController:
 
     async def run(self) -> None:
         try:
+            renewed = -math.inf
             while True:
                 try:
-                    leading = await asyncio.to_thread(self.store.lead, self.holder, self.lease_s)
-                    if leading != self.leading:
-                        log.info("controller %s %s", self.holder, "leads" if leading else "stands by")
-                        self.leading = leading
-                    if leading:
+                    # The lease is renewed a third of its time before it runs out, not every tick:
+                    # a write per tick would cost a commit five times a second for nothing.
+                    if time.monotonic() - renewed >= self.lease_s / 3:
+                        asked = time.monotonic()
+                        leading = await asyncio.to_thread(self.store.lead, self.holder, self.lease_s)
+                        renewed = asked if leading else -math.inf
+                        if leading != self.leading:
+                            log.info("controller %s %s", self.holder, "leads" if leading else "stands by")
+                            self.leading = leading
+                    if self.leading:
                         await self.tick()
                 except Exception:  # a store hiccup must not end the control loop
                     log.exception("controller tick failed; retrying")

@@ -114,7 +114,6 @@ class Slot:
     def __init__(self, model: LoadedModel, max_batch_rows: int) -> None:
         self.model = model
         self.batcher = MicroBatcher(model, max_batch_rows)
-        self.stats = SlotStats()
 
     def retire(self) -> None:
         """Release the model after a grace period; callers may still be waiting on its queue."""
@@ -131,6 +130,20 @@ class Deployment:
     slots: dict[str, Slot] = field(default_factory=dict)
     previous: Slot | None = None
     shadow: ShadowStats = field(default_factory=ShadowStats)
+    # Per slot and version, not per loaded model: one version may sit in two slots (staging, then
+    # canary) and each slot is judged on its own traffic.
+    stats: dict[tuple[str, str], SlotStats] = field(default_factory=dict)
+
+    def stats_for(self, slot: str, held: Slot) -> SlotStats:
+        key = (slot, held.model.version)
+        found = self.stats.get(key)
+        if found is None:
+            found = self.stats[key] = SlotStats()
+        return found
+
+    def keep_stats_of_current_slots(self) -> None:
+        current = {(slot, held.model.version) for slot, held in self.slots.items()}
+        self.stats = {key: value for key, value in self.stats.items() if key in current}
 
     @property
     def canary_weight(self) -> int:
@@ -169,7 +182,7 @@ class Deployment:
                     **held.model.describe(),
                     "weight": weights[slot][1],
                     "batches": held.batcher.batches,
-                    "online": held.stats.online(
+                    "online": self.stats_for(slot, held).online(
                         held.model.contract and held.model.contract.canary.online_metric
                     ),
                 }

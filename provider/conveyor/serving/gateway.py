@@ -204,7 +204,7 @@ class Gateway:
                 return self._error(_prediction_failed(retry_exc), request_id)
         latency = time.perf_counter() - started
         scores = output.scores(held.model.contract)
-        held.stats.record(latency, False, scores)
+        deployment.stats_for(slot, held).record(latency, False, scores)
         self._count(deployment, slot, held, 200)
         self.metrics.latency.labels(deployment.name, slot, held.model.version).observe(latency)
         self.metrics.observe_scores(deployment.name, slot, held.model.version, held.model.contract, scores)
@@ -233,7 +233,7 @@ class Gateway:
 
     def _failed(self, deployment: Deployment, slot: str, held: Slot, started: float, exc: Exception) -> None:
         """A prediction that raised or returned what cannot be answered counts against its slot."""
-        held.stats.record(time.perf_counter() - started, True, [])
+        deployment.stats_for(slot, held).record(time.perf_counter() - started, True, [])
         self._count(deployment, slot, held, 500)
         if slot == STABLE:
             log.error(
@@ -335,13 +335,13 @@ class Gateway:
             output = await held.batcher.predict(columns, rows)
         except Exception as exc:
             stats.errors += 1
-            held.stats.record(time.perf_counter() - started, True, [])
+            deployment.stats_for(SHADOW, held).record(time.perf_counter() - started, True, [])
             self.metrics.requests.labels(deployment.name, SHADOW, held.model.version, "500").inc()
             log.info("shadow %s failed (never seen by the caller): %s", held.model.version, exc)
             return
         latency = time.perf_counter() - started
         stats.latencies_s.append(latency)
-        held.stats.record(latency, False, output.scores(held.model.contract))
+        deployment.stats_for(SHADOW, held).record(latency, False, output.scores(held.model.contract))
         self.metrics.requests.labels(deployment.name, SHADOW, held.model.version, "200").inc()
         self.metrics.latency.labels(deployment.name, SHADOW, held.model.version).observe(latency)
         contract = held.model.contract
@@ -370,7 +370,7 @@ class Gateway:
             deployment = self.deployments.get(found[0])
             held = deployment.slots.get(found[1]) if deployment else None
             if held is not None:
-                held.stats.record_label(found[2], label)
+                deployment.stats_for(found[1], held).record_label(found[2], label)
                 matched += 1
         if self.log is not None:
             self.log.append_feedback({"request_id": ids, "label": labels})
@@ -481,6 +481,7 @@ class Gateway:
         previous = desired.warm_previous()
         live.previous = self._loaded.get((name, previous.pinned)) if previous else None
         live.desired, live.generation, live.slots = desired, record.generation, slots
+        live.keep_stats_of_current_slots()
         self.deployments[name] = live
         rollout = desired.running_rollout()
         if rollout is None:
@@ -553,7 +554,7 @@ class Gateway:
         for name, live in self.deployments.items():
             metric = self._sampled.get(name)
             for slot, held in live.slots.items():
-                sample = held.stats.drain(metric)
+                sample = live.stats_for(slot, held).drain(metric)
                 if name in self._sampled and (sample.requests or sample.online):
                     rows.append(
                         Sample(
