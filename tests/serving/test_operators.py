@@ -152,3 +152,40 @@ def test_a_blue_green_switch_ends_in_the_worker_and_a_canary_defers_once_it_anal
     # The trigger logs only what the worker has not logged already.
     assert trigger.seen == len(shown["transitions"]) and trigger.started_at == shown["transitions"][0]["at"]
     admin.rollout_action(fresh, "rollback")
+
+
+def test_a_paused_rollout_waited_on_defers_until_a_person_moves_it_on(
+    connections: None, admin: GatewayClient, fresh: str, serving_models: ServingModels
+) -> None:
+    """``on_pause="wait"``: the task waits in the triggerer for the decision, and the trigger
+    does not fire again while the rollout stays paused (it used to, every poll, forever)."""
+    import asyncio
+
+    from airflow.sdk.exceptions import AirflowException, TaskDeferred
+
+    from conveyor.operators.deploy import DeployModelOperator
+
+    starved = {"interval_s": 0.5, "count": 1, "min_requests": 10_000}  # no traffic: inconclusive
+    admin.start_rollout(fresh, {"model_uri": serving_models.good_too, "analysis": starved})
+    paused = admin.wait_rollout(fresh, timeout=60, poll_s=0.1)
+    assert paused["state"] == "paused", paused["transitions"]
+
+    operator = DeployModelOperator(
+        task_id="rollout", deployment=fresh, model_uri=serving_models.good_too, poll_interval=0.2
+    )
+    with pytest.raises(TaskDeferred) as deferred:
+        operator.execute_complete({}, {"status": "paused", "rollout": paused})
+    trigger = deferred.value.trigger
+    assert "paused" not in trigger.until
+
+    async def decision() -> dict:
+        waiting = asyncio.ensure_future(anext(trigger.run()))
+        await asyncio.sleep(1.5)
+        assert not waiting.done(), "the trigger fired again on a rollout that is still paused"
+        await asyncio.to_thread(admin.rollout_action, fresh, "rollback")
+        return (await asyncio.wait_for(waiting, timeout=30)).payload
+
+    event = asyncio.run(decision())
+    assert event["status"] == "rolled_back"
+    with pytest.raises(AirflowException, match="ended rolled_back: rolled back by a person"):
+        operator.execute_complete({}, event)

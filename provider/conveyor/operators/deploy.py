@@ -178,13 +178,14 @@ class DeployModelOperator(BaseOperator):
         self._defer(rollout_key(rollout), seen=len(rollout["transitions"]))
         return {}
 
-    def _defer(self, key: dict[str, str | None], seen: int = 0) -> None:
-        """Wait in the triggerer for the rollout ``key`` names (``rollout_key``), and no other."""
+    def _defer(self, key: dict[str, str | None], seen: int = 0, until: tuple[str, ...] = SETTLED) -> None:
+        """Wait in the triggerer for the rollout ``key`` names (``rollout_key``), and no other,
+        to reach one of ``until``."""
         self.defer(
             trigger=RolloutTrigger(
                 self.deployment,
                 self.gateway_conn_id,
-                SETTLED,
+                until,
                 self.poll_interval,
                 seen,
                 model_uri=key["model_uri"],
@@ -202,7 +203,9 @@ class DeployModelOperator(BaseOperator):
         rollout = event["rollout"]
         if rollout["state"] == "paused" and self.on_pause == "wait":
             self.log.info("rollout paused for a decision: resume, promote or roll back it on the gateway")
-            self._defer(rollout_key(rollout), seen=len(rollout["transitions"]))
+            # until it is no longer paused: waiting on "paused" again would fire at once, forever
+            moved_on = tuple(state for state in SETTLED if state != "paused")
+            self._defer(rollout_key(rollout), seen=len(rollout["transitions"]), until=moved_on)
         return self._finish(rollout)
 
     def _show(self, t: dict[str, Any]) -> None:
