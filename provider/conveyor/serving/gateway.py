@@ -466,6 +466,10 @@ class Gateway:
         name, desired = record.name, Desired.from_doc(record.doc)
         wanted = desired.wanted()
         targets = {t.pinned: t for t in [*desired.slots.values(), desired.previous, desired.incoming] if t}
+        known = self.deployments.get(name)
+        if known is None or known.generation < record.generation:
+            for pinned in wanted:  # a new generation asks again: a failed load may work now
+                self._load_errors.pop(pinned, None)
         await asyncio.gather(*(self._ensure(name, targets[pinned]) for pinned in wanted))
         current = self.deployments.get(name)
         if current is not None and current.generation >= record.generation:
@@ -793,8 +797,6 @@ class Gateway:
         record = await self._read(name)
         desired = Desired.from_doc(record.doc)
         live = self.deployments.get(name)
-        if live is None or live.generation < record.generation:
-            self._poll_now.set()  # apply it here now rather than at the next poll
         view = live.to_dict() if live is not None else Deployment(name, desired).to_dict()
         percents, loaded = desired.weights(), view["slots"]
         view["slots"] = {
