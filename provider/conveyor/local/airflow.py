@@ -94,6 +94,16 @@ def private_kedro_conf(folder: Path, kedro_project: Path = KEDRO_PROJECT, name: 
     return conf
 
 
+# Where tasks track comes from the ``mlflow_default`` connection alone. ``mlflow.set_tracking_uri``
+# writes MLFLOW_TRACKING_URI into the caller's environment, so a process that used another server
+# before starting Airflow would otherwise send every Kedro run of its tasks there.
+NOT_INHERITED = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def _inherited_env() -> dict[str, str]:
+    return {key: value for key, value in os.environ.items() if key not in NOT_INHERITED}
+
+
 def worker_hostname() -> str:
     """``[core] hostname_callable`` of the local Celery workers: the worker's name.
 
@@ -257,7 +267,7 @@ class LocalAirflow:
             self._record("redis", self.redis.pid)
         # A known login instead of the generated password Airflow would print once.
         atomic.write_text(self._passwords_file, json.dumps({self.username: self.password}))
-        env = {**os.environ, **self.env()}
+        env = {**_inherited_env(), **self.env()}
         self._migrate(env)
         try:
             for component in COMPONENTS:
