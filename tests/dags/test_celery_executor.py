@@ -80,7 +80,10 @@ def _until(what: str, probe: Callable[[], Any], timeout: float, poll: float = 1.
 
 def _partitions(mlflow: MlflowServer) -> dict[str, str]:
     """version -> conveyor.partition tag of every registered version."""
-    versions = MlflowClient(mlflow.url).search_model_versions(f"name='{MODEL}'")
+    # The registry named too: MlflowClient's default is the process-wide registry URI, which
+    # other tests of the session point at the session's server.
+    client = MlflowClient(tracking_uri=mlflow.url, registry_uri=mlflow.url)
+    versions = client.search_model_versions(f"name='{MODEL}'")
     return {mv.version: mv.tags.get("conveyor.partition", "") for mv in versions}
 
 
