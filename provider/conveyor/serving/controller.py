@@ -68,7 +68,7 @@ class RolloutController:
             renewed = -math.inf
             while True:
                 try:
-                    # The lease is renewed a third of its time before it runs out, not every tick:
+                    # A leader renews its lease every third of the lease's time, not every tick:
                     # a write per tick would cost a commit five times a second for nothing.
                     if time.monotonic() - renewed >= self.lease_s / 3:
                         asked = time.monotonic()
