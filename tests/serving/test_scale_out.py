@@ -18,11 +18,13 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from conveyor.clients.gateway import GatewayClient
+from conveyor.clients.gateway import GatewayClient, arrived
 from conveyor.local.cluster import ControllerProcess, GatewayCluster
 from conveyor.local.loadgen import BackgroundLoad, Outcome
 from conveyor.local.mlflow_server import MlflowServer
 from conveyor.local.postgres import LocalPostgres
+from conveyor.serving.controller import REPLICA_FRESH_S
+from conveyor.serving.store import StateStore
 from tests.serving.conftest import ServingModels
 
 pytestmark = pytest.mark.integration
@@ -93,6 +95,30 @@ def _replicas_sampled(postgres: LocalPostgres, name: str) -> set[str]:
         found = {r[0] for r in rows}
     engine.dispose()
     return found
+
+
+def test_a_state_counts_as_reached_only_once_every_live_replica_serves_it(
+    admin: GatewayClient, cluster: GatewayCluster, fresh: str
+) -> None:
+    """The store holds a state before replicas apply it: a replica still on an older generation
+    holds ``converged`` back (so ``wait_rollout`` waits for it), and one that stops reporting is
+    no longer waited for."""
+    deadline = time.monotonic() + 10
+    while not (described := admin.deployment(fresh))["converged"]:  # until every heartbeat says so
+        assert time.monotonic() < deadline, described["replicas"]
+        time.sleep(0.1)
+    assert set(described["replicas"]) == {server.replica_id for server in cluster.servers}
+    laggard = StateStore(cluster.store_url)
+    try:
+        laggard.heartbeat("laggard", {"generations": {fresh: described["generation"] - 1}})
+        behind = admin.deployment(fresh)
+        assert behind["converged"] is False and behind["replicas"]["laggard"] == described["generation"] - 1
+        assert not arrived({**behind, "rollout": {"state": "succeeded"}}, ("succeeded",))
+        time.sleep(REPLICA_FRESH_S + 0.5)  # it stopped reporting: presumed gone
+        assert admin.deployment(fresh)["converged"] is True
+    finally:
+        laggard.forget_replica("laggard")
+        laggard.close()
 
 
 def test_canary_steps_split_traffic_across_all_replicas_and_complete(

@@ -134,7 +134,8 @@ class GatewayClient:
         deadline = time.monotonic() + timeout
         seen = 0
         while True:
-            rollout = self.deployment(name).get("rollout") or {}
+            described = self.deployment(name)
+            rollout = described.get("rollout") or {}
             if key is not None:
                 lost = rollout_lost(name, key, rollout)
                 if lost:
@@ -145,7 +146,7 @@ class GatewayClient:
                 for transition in transitions[seen:]:
                     progress(transition)
                 seen = len(transitions)
-            if rollout.get("state") in until:
+            if arrived(described, until):
                 return rollout
             if time.monotonic() > deadline:
                 raise GatewayClientError(
@@ -202,12 +203,20 @@ def rollout_lost(name: str, key: dict[str, str | None], rollout: dict[str, Any])
     return None
 
 
-async def fetch_rollout(url: str, token: str | None, name: str, timeout: float = 30.0) -> dict[str, Any]:
-    """One async read of a deployment's rollout (for the Airflow trigger, which must not block)."""
+def arrived(described: dict[str, Any], until: tuple[str, ...] | list[str]) -> bool:
+    """Whether a deployment's rollout (``GatewayClient.deployment``) is in one of ``until`` and
+    every replica already serves that state: the store holds the state the moment the controller
+    writes it, and replicas apply it a moment later, so a caller that acted on the state alone
+    could still be answered by the old version."""
+    return (described.get("rollout") or {}).get("state") in until and bool(described["converged"])
+
+
+async def fetch_deployment(url: str, token: str | None, name: str, timeout: float = 30.0) -> dict[str, Any]:
+    """One async read of a deployment (for the Airflow trigger, which must not block)."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with httpx.AsyncClient(base_url=url.rstrip("/"), headers=headers, timeout=timeout) as http:
         try:
             response = await http.get(f"/admin/deployments/{quote(name, safe='')}")
         except httpx.TransportError as exc:
             raise GatewayClientError(f"gateway at {url} is unreachable: {exc}") from exc
-    return _raise_for(response).get("rollout") or {}
+    return _raise_for(response)

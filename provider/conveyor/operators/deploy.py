@@ -13,9 +13,8 @@ from typing import Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowException
 
+from conveyor.clients.gateway import SETTLED_STATES, rollout_key
 from conveyor.triggers.rollout import RolloutTrigger
-
-SETTLED = ("succeeded", "rolled_back", "failed", "paused", "switched")
 
 
 class InfraValidateOperator(BaseOperator):
@@ -145,7 +144,6 @@ class DeployModelOperator(BaseOperator):
         }
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from conveyor.clients.gateway import rollout_key
         from conveyor.hooks.gateway import GatewayHook
 
         with GatewayHook(self.gateway_conn_id).get_conn() as client:
@@ -169,7 +167,7 @@ class DeployModelOperator(BaseOperator):
             rollout = client.wait_rollout(
                 self.deployment,
                 poll_s=min(self.poll_interval, 0.5),
-                until=(*SETTLED, "progressing"),
+                until=(*SETTLED_STATES, "progressing"),
                 progress=self._show,
                 key=key,
             )
@@ -178,7 +176,9 @@ class DeployModelOperator(BaseOperator):
         self._defer(rollout_key(rollout), seen=len(rollout["transitions"]))
         return {}
 
-    def _defer(self, key: dict[str, str | None], seen: int = 0, until: tuple[str, ...] = SETTLED) -> None:
+    def _defer(
+        self, key: dict[str, str | None], seen: int = 0, until: tuple[str, ...] = SETTLED_STATES
+    ) -> None:
         """Wait in the triggerer for the rollout ``key`` names (``rollout_key``), and no other,
         to reach one of ``until``."""
         self.defer(
@@ -196,7 +196,6 @@ class DeployModelOperator(BaseOperator):
         )
 
     def execute_complete(self, context: Any, event: dict[str, Any]) -> dict[str, Any]:
-        from conveyor.clients.gateway import rollout_key
 
         if event["status"] == "error":
             raise AirflowException(f"lost track of the rollout of {self.deployment}: {event['message']}")
@@ -204,7 +203,7 @@ class DeployModelOperator(BaseOperator):
         if rollout["state"] == "paused" and self.on_pause == "wait":
             self.log.info("rollout paused for a decision: resume, promote or roll back it on the gateway")
             # until it is no longer paused: waiting on "paused" again would fire at once, forever
-            moved_on = tuple(state for state in SETTLED if state != "paused")
+            moved_on = tuple(state for state in SETTLED_STATES if state != "paused")
             self._defer(rollout_key(rollout), seen=len(rollout["transitions"]), until=moved_on)
         return self._finish(rollout)
 

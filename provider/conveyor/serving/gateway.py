@@ -31,7 +31,7 @@ from conveyor.core.inference_log import InferenceLogWriter
 from conveyor.core.rollout import Rollout, RolloutError, RolloutSpec, State
 from conveyor.core.scoring import decisions_agree
 from conveyor.serving.bodies import FeedbackBody, MalformedBody, decode_json, request_id_problem
-from conveyor.serving.controller import ACTIONS, RolloutController, transition_line
+from conveyor.serving.controller import ACTIONS, REPLICA_FRESH_S, RolloutController, transition_line
 from conveyor.serving.deployment import CANARY, SHADOW, SLOTS, STABLE, Deployment, Slot, name_problem
 from conveyor.serving.desired import Desired, Target, can_roll_back, follow
 from conveyor.serving.metrics import GatewayMetrics
@@ -810,16 +810,30 @@ class Gateway:
             }
             for slot, target in desired.slots.items()
         }
+        serving = await self._serving(name)
         view.update(
             generation=record.generation,
             # what this replica serves: behind the store's generation while it loads
-            replica={"id": self.config.replica_id, "generation": live.generation if live else None},
+            replica={"id": self.config.replica_id, "generation": serving[self.config.replica_id]},
+            # what each live replica serves, and whether all of them serve this generation: a
+            # rollout state read here is the store's, which replicas apply a moment later
+            replicas=serving,
+            converged=all(g is not None and g >= record.generation for g in serving.values()),
             canary_weight=desired.canary_weight,
             shadow_fraction=desired.shadow_fraction,
             rollout=desired.rollout,
             events=desired.events[-50:],
         )
         return view
+
+    async def _serving(self, name: str) -> dict[str, int | None]:
+        """Replica -> the generation of ``name`` it serves: its last heartbeat, and this
+        replica's own live value (fresher than its heartbeat)."""
+        seen = await asyncio.to_thread(self.store.replicas, REPLICA_FRESH_S)
+        serving = {replica: observed.get("generations", {}).get(name) for replica, observed in seen.items()}
+        live = self.deployments.get(name)
+        serving[self.config.replica_id] = live.generation if live else None
+        return serving
 
     def publish(self, deployment: Deployment) -> None:
         """Mirror a deployment's traffic and rollout state into the metrics."""

@@ -16,6 +16,15 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from conveyor.clients.gateway import (
+    SETTLED_STATES,
+    GatewayClientError,
+    arrived,
+    fetch_deployment,
+    rollout_key,
+    rollout_lost,
+)
+
 
 class RolloutTrigger(BaseTrigger):
     """Fires once the rollout of ``deployment`` is in one of ``until`` (or the gateway fails us).
@@ -33,7 +42,7 @@ class RolloutTrigger(BaseTrigger):
         self,
         deployment: str,
         gateway_conn_id: str,
-        until: list[str] | tuple[str, ...] = ("succeeded", "rolled_back", "failed", "paused", "switched"),
+        until: list[str] | tuple[str, ...] = SETTLED_STATES,
         poll_interval: float = 5.0,
         seen: int = 0,
         model_uri: str | None = None,
@@ -68,14 +77,13 @@ class RolloutTrigger(BaseTrigger):
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from conveyor.clients.gateway import GatewayClientError, fetch_rollout, rollout_key, rollout_lost
         from conveyor.hooks.gateway import GatewayHook
 
         url, token = await GatewayHook.asettings(self.gateway_conn_id)
         unreachable_since: float | None = None
         while True:
             try:
-                rollout = await fetch_rollout(url, token, self.deployment)
+                described = await fetch_deployment(url, token, self.deployment)
             except GatewayClientError as exc:
                 if exc.status is not None and exc.status < 500:  # 404: the deployment is gone
                     yield self._error(f"the gateway no longer knows the rollout: {exc}")
@@ -89,6 +97,7 @@ class RolloutTrigger(BaseTrigger):
                 await asyncio.sleep(min(self.poll_interval, self.unreachable_timeout - waited))
                 continue
             unreachable_since = None
+            rollout = described.get("rollout") or {}
             lost = rollout_lost(self.deployment, self._key(), rollout)
             if lost:
                 yield self._error(lost)
@@ -105,7 +114,7 @@ class RolloutTrigger(BaseTrigger):
                     t["reason"],
                 )
             self.seen = len(transitions)
-            if rollout.get("state") in self.until:
+            if arrived(described, self.until):
                 yield TriggerEvent({"status": rollout["state"], "rollout": rollout})
                 return
             await asyncio.sleep(self.poll_interval)
