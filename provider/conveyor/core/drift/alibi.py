@@ -4,6 +4,14 @@ alibi-detect 0.13 is under the Business Source License 1.1 (no production use wi
 from Seldon); ``ScipyDriftDetector`` is the permissive alternative with the same result shape.
 The detector is persisted with alibi-detect's own ``save_detector`` (``alibi/config.toml`` +
 ``x_ref.npy``) so the saved artefact is usable by anyone with alibi-detect alone.
+
+KSDrift and TabularDrift call ``scipy.stats.ks_2samp`` per feature inside ``feature_score``,
+re-sorting the fixed reference on every ``predict``. ``_PresortedScore`` replaces that method on
+the instance (not by subclassing: alibi-detect names the saved config and ``meta["name"]`` after
+the class, so a subclass would change its return dict and make the artefact unloadable by
+alibi-detect alone). It sorts ``x_ref`` once, at fit and again at load (the sorted columns are
+not saved), and returns the same float32 arrays the stock method does; ``predict``'s
+preprocessing, p-value correction and return dict are untouched.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from conveyor.core.drift.interface import DriftDetector, DriftInputError, DriftResult, Encoded
+from conveyor.core.drift.ks import SortedReference
 
 ALIBI_FOLDER = "alibi"
 
@@ -35,7 +44,7 @@ class AlibiDriftDetector(DriftDetector):
             x_ref = self._univariate_matrix(self.reference)
             n_num = len(self.schema.numeric)
             if not self.schema.categorical:
-                return KSDrift(x_ref, p_val=cfg.p_val, correction=cfg.correction)
+                return presort(KSDrift(x_ref, p_val=cfg.p_val, correction=cfg.correction))
             categories = {n_num + j: None for j in range(len(self.schema.categorical))}
             if not self.schema.numeric:
                 return _count_with_bincount(
@@ -43,9 +52,11 @@ class AlibiDriftDetector(DriftDetector):
                         x_ref, p_val=cfg.p_val, categories_per_feature=categories, correction=cfg.correction
                     )
                 )
-            return _count_with_bincount(
-                TabularDrift(
-                    x_ref, p_val=cfg.p_val, categories_per_feature=categories, correction=cfg.correction
+            return presort(
+                _count_with_bincount(
+                    TabularDrift(
+                        x_ref, p_val=cfg.p_val, categories_per_feature=categories, correction=cfg.correction
+                    )
                 )
             )
         x_ref = self._sample(self._dense(self.reference))
@@ -145,8 +156,11 @@ class AlibiDriftDetector(DriftDetector):
 
         self._standardise = _Standardiser(self.reference.numeric)
         detector = load_detector(folder / ALIBI_FOLDER)
-        tabular = self.config.method == "univariate" and self.schema.categorical
-        self._detector = _count_with_bincount(detector) if tabular else detector
+        if self.config.method == "univariate" and self.schema.categorical:
+            detector = _count_with_bincount(detector)
+        if self.config.method == "univariate" and self.schema.numeric:
+            detector = presort(detector)
+        self._detector = detector
 
 
 def _bincount_counts(x: np.ndarray, categories: dict[int, list[Any]]) -> dict[int, list[int]]:
@@ -168,6 +182,56 @@ def _bincount_counts(x: np.ndarray, categories: dict[int, list[Any]]) -> dict[in
 def _count_with_bincount(detector: Any) -> Any:
     detector._get_counts = _bincount_counts
     return detector
+
+
+def presort(detector: Any) -> Any:
+    """Score a KSDrift/TabularDrift's KS features against its reference sorted once, now."""
+    detector.feature_score = _PresortedScore(detector)
+    return detector
+
+
+class _PresortedScore:
+    """``feature_score`` of KSDrift/TabularDrift with the reference's numeric columns presorted.
+
+    Same statistics and p-values as alibi-detect's own loop (``ks_2samp(x_ref[:, f], x[:, f],
+    alternative, mode="asymp")``, stored as float32), and TabularDrift's chi-squared features as
+    its own code computes them. When the reference is not fixed (``update_x_ref``, or
+    preprocessing applied at predict time) the stock method runs instead.
+    """
+
+    def __init__(self, detector: Any) -> None:
+        self._detector = detector
+        self._stock = type(detector).feature_score.__get__(detector)
+        self._reference = detector.x_ref
+        categorical = set(getattr(detector, "cat_vars", []))
+        self._numeric = [f for f in range(detector.n_features) if f not in categorical]
+        x_ref = np.asarray(detector.x_ref).reshape(len(detector.x_ref), -1)
+        self._sorted = SortedReference(x_ref[:, self._numeric])
+
+    def __call__(self, x_ref: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        detector = self._detector
+        if x_ref is not self._reference or detector.update_x_ref is not None:
+            return self._stock(x_ref, x)
+        x_ref = x_ref.reshape(x_ref.shape[0], -1)
+        x = x.reshape(x.shape[0], -1)
+        p_val = np.zeros(detector.n_features, dtype=np.float32)
+        dist = np.zeros_like(p_val)
+        ks = self._sorted.test(x[:, self._numeric], alternative=detector.alternative, method="asymp")
+        dist[self._numeric], p_val[self._numeric] = ks.statistic, ks.pvalue
+        cat_vars = getattr(detector, "cat_vars", [])
+        if cat_vars:
+            from scipy.stats import chi2_contingency
+
+            # TabularDrift.feature_score's chi-squared branch, as alibi-detect 0.13 writes it.
+            x_categories = {f: list(np.unique(x[:, f])) for f in cat_vars}
+            all_categories = {
+                f: list(set().union(detector.x_ref_categories[f], x_categories[f])) for f in cat_vars
+            }
+            x_ref_count = detector._get_counts(x_ref, all_categories)
+            x_count = detector._get_counts(x, all_categories)
+            for f in cat_vars:
+                dist[f], p_val[f], _, _ = chi2_contingency(np.vstack((x_ref_count[f], x_count[f])))
+        return p_val, dist
 
 
 class _Standardiser:
