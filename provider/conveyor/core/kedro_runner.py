@@ -14,7 +14,7 @@ import shutil
 import socket
 import sys
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ def run_pipeline(
     tracking_uri: str | None = None,
     registry_uri: str | None = None,
     scratch_data: bool = False,
+    reuse_validation: Sequence[str] = (),
 ) -> dict[str, Any]:
     """One ``KedroSession`` run; returns the MLflow run and model version the project's hooks logged.
 
@@ -46,6 +47,10 @@ def run_pipeline(
     ``scratch_data`` gives the run a private, temporary ``data_root`` runtime parameter (the
     project's catalog reads it): concurrent runs (a backfill with ``max_active_runs`` > 1) then
     never read each other's intermediate files, and what matters outlives the folder in MLflow.
+
+    ``reuse_validation`` names MLflow runs of passing validations (``DataValidationOperator``'s):
+    a data gate of the pipeline that meets their suite on their rows takes their outcomes
+    instead of evaluating it again (``conveyor.core.validation_record``).
     """
     params = dict(params or {})
     if scratch_data and DATA_ROOT_PARAM not in params:
@@ -60,19 +65,25 @@ def run_pipeline(
                 tags=tags,
                 tracking_uri=tracking_uri,
                 registry_uri=registry_uri,
+                reuse_validation=reuse_validation,
             )
     import mlflow
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
+
+    from conveyor.core.validation_record import reusing
 
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
         mlflow.set_registry_uri(registry_uri or tracking_uri)
     path = Path(project_path).resolve()
     bootstrap_project(path)
-    with KedroSession.create(
-        project_path=path, env=env, conf_source=conf_source, runtime_params=params
-    ) as session:
+    with (
+        reusing(_records(reuse_validation)),
+        KedroSession.create(
+            project_path=path, env=env, conf_source=conf_source, runtime_params=params
+        ) as session,
+    ):
         session_id = session.session_id
         session.run(
             pipeline_names=[pipeline] if pipeline else None,
@@ -80,6 +91,20 @@ def run_pipeline(
             tags=tags or None,
         )
     return _tracked(session_id)
+
+
+def _records(run_ids: Sequence[str]) -> list[Any]:
+    """The passing validations among ``run_ids`` (in the tracking server set for this run)."""
+    if not run_ids:
+        return []
+    from mlflow import MlflowClient
+
+    from conveyor.core.tracking import VALIDATION_REPORT_JSON
+    from conveyor.core.validation_record import load_record
+
+    client = MlflowClient()
+    found = [load_record(client, run_id, VALIDATION_REPORT_JSON) for run_id in run_ids]
+    return [record for record in found if record is not None]
 
 
 @contextmanager
@@ -150,18 +175,35 @@ def load_dataset(
 ) -> Any:
     """A dataset from the project's catalog; for a partitioned one, the partitions named in
     ``partition`` (``"2013-01"`` or ``"2013-01,2013-02"``) concatenated."""
-    from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
-
-    path = Path(project_path).resolve()
-    bootstrap_project(path)
-    with KedroSession.create(project_path=path, env=env, conf_source=conf_source) as session:
-        data = session.load_context().catalog.load(name)
+    data = _catalog(Path(project_path).resolve(), env, conf_source).load(name)
     if is_partitioned(data):
         return select_partitions(name, data, partition)
     if partition:
         raise ValueError(f"dataset {name!r} is not partitioned, but partition {partition!r} was given")
     return data
+
+
+def _catalog(path: Path, env: str | None, conf_source: str | None) -> Any:
+    """The project's catalog built as ``KedroContext`` builds it (relative paths made the
+    project's, credentials), without a session or a context: loading one dataset needs none of
+    the project's hooks (the Conveyor plugin's would import the model's code, torch and MLflow)
+    nor the context's parameter checks (which import every pipeline), seconds of a validation
+    task on every run."""
+    from kedro.config import MissingConfigException
+    from kedro.framework.context.context import _convert_paths_to_absolute_posix
+    from kedro.framework.project import settings
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(path)
+    loader = settings.CONFIG_LOADER_CLASS(
+        conf_source=conf_source or str(path / settings.CONF_SOURCE), env=env, **settings.CONFIG_LOADER_ARGS
+    )
+    try:
+        credentials = loader["credentials"]
+    except MissingConfigException:  # as KedroContext: no credentials files, no credentials
+        credentials = {}
+    catalog = _convert_paths_to_absolute_posix(project_path=path, conf_dictionary=loader["catalog"])
+    return settings.DATA_CATALOG_CLASS.from_config(catalog=catalog, credentials=credentials)
 
 
 def is_partitioned(data: Any) -> bool:

@@ -13,6 +13,11 @@ on the form (defaults from the contract), so a run can loosen or tighten a rule 
 records what it was judged by. Each ``train`` task gives Kedro a private scratch ``data_root``, so
 two runs (a backfill with ``max_active_runs=2``) train at the same time without reading each
 other's intermediate files; what a run produced lives on in MLflow.
+
+Each partition is validated once: the ``train`` task hands the gate tasks' MLflow runs to Kedro,
+and a gate of the pipeline that meets the same suite on the same rows (same content hash) reuses
+their outcomes, evaluating only the expectations they skipped for want of a parameter
+(``conveyor.core.validation_record``).
 """
 
 from __future__ import annotations
@@ -70,6 +75,10 @@ def build(spec: DagSpec) -> DAG:
             task_id="train",
             scratch_data=True,
             runtime_params="{{ kedro_runtime_params(" + partition + ", params) }}",
+            # The pipeline's own gate takes the gate tasks' outcomes for the rows they checked.
+            reuse_validation="{{ ti.xcom_pull(task_ids="
+            + repr([gate.task_id for gate in gates])
+            + ", key='mlflow_run_id') }}",
         )
         model_gate = ModelGateOperator(
             task_id="model_gate",

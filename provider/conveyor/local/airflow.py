@@ -210,6 +210,11 @@ class LocalAirflow:
             # New DAG files show up within seconds instead of minutes.
             "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
             "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "2",
+            # The task supervisor waits in select() for up to this long per loop, and when the
+            # task process closes its pipes before it can be reaped the supervisor sleeps a whole
+            # interval (the default 5 s) with nothing to wait on: the executor slot stays taken
+            # after the task reported success, and the next task of a backfill waits for it.
+            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
             "KEDRO_DISABLE_TELEMETRY": "1",
             "DO_NOT_TRACK": "1",
             "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -338,6 +343,9 @@ class LocalAirflow:
             raise RuntimeError(
                 f"Airflow api-server did not start: {exc}\n{log_tail(self.log_path('api-server'))}"
             ) from exc
+        # The api-server builds the execution API (the one tasks call) on its first request:
+        # 5.6 s measured here, which the first task would otherwise spend in its start call.
+        wait_http(f"{self.url}/execution/health", timeout=max(timeout, 30.0), proc=self.procs["api-server"])
         deadline = time.monotonic() + max(timeout, 30.0)
         unhealthy: list[str] = list(COMPONENTS[1:])
         while time.monotonic() < deadline:

@@ -45,6 +45,10 @@ class KedroRunOperator(BaseOperator):
     :param scratch_data: give the run a private temporary ``data_root`` (removed afterwards), so
         runs of the same DAG can train at the same time; the project's catalog must read
         ``${runtime_params:data_root, ...}`` (as the example project in the repository does).
+    :param reuse_validation: MLflow run ids of passing ``DataValidationOperator`` runs
+        (templated; ``None`` entries are ignored): a data gate of the pipeline that meets their
+        suite on their rows reuses their outcomes and logs that it did, instead of evaluating
+        the same expectations again; rows that changed since (another hash) are validated.
     """
 
     template_fields = (
@@ -55,6 +59,7 @@ class KedroRunOperator(BaseOperator):
         "env",
         "conf_source",
         "project_path",
+        "reuse_validation",
     )
     template_fields_renderers = {"runtime_params": "json"}
     operator_extra_links = (MlflowRunLink(), MlflowModelVersionLink())
@@ -74,6 +79,7 @@ class KedroRunOperator(BaseOperator):
         kedro_conn_id: str = "kedro_default",
         mlflow_conn_id: str | None = "mlflow_default",
         scratch_data: bool = False,
+        reuse_validation: list[str | None] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,6 +94,7 @@ class KedroRunOperator(BaseOperator):
         self.kedro_conn_id = kedro_conn_id
         self.mlflow_conn_id = mlflow_conn_id
         self.scratch_data = scratch_data
+        self.reuse_validation = reuse_validation
 
     def execute(self, context: Any) -> dict[str, Any]:
         from conveyor.hooks.kedro import KedroHook, KedroProject
@@ -112,6 +119,7 @@ class KedroRunOperator(BaseOperator):
             "node_names": list(self.node_names or []),
             "tags": list(self.tags or []),
             "scratch_data": self.scratch_data,
+            "reuse_validation": _run_ids(self.reuse_validation),
         }
         if self.mlflow_conn_id:
             from conveyor.hooks.mlflow import MlflowHook
@@ -224,3 +232,11 @@ class KedroRunOperator(BaseOperator):
                 f"kedro run in {python_bin} exited with {proc.returncode}; last output:\n" + "\n".join(tail)
             )
         return result
+
+
+def _run_ids(value: list[str | None] | str | None) -> list[str]:
+    """The run ids of a rendered ``reuse_validation``: one id, or a list (``xcom_pull`` of several
+    tasks) in which a task that logged no run left ``None``."""
+    if isinstance(value, str):
+        return [value] if value else []
+    return [run_id for run_id in value or [] if run_id]

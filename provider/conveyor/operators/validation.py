@@ -22,7 +22,10 @@ class DataValidationOperator(BaseOperator):
 
     :param warn_only: report critical failures without failing the task (a soft gate).
     :param mlflow_conn_id: log the report (JSON + text) as artifacts of a run in
-        ``experiment_name``, with a link to it; ``None`` keeps it in XCom only.
+        ``experiment_name``, with a link to it; ``None`` keeps it in XCom only. The run is
+        tagged with the suite's and the rows' hashes (``conveyor.core.validation_record``), so
+        a later task handed its id (``KedroRunOperator(reuse_validation=)``) does not evaluate
+        the same suite on the same rows again; its id is the XCom ``mlflow_run_id``.
 
     ``suite_path``, ``suite_dataset``, ``data_path``, ``dataset``, ``partition``, ``env`` and
     ``conf_source`` are templated. The report dict is the XCom return value.
@@ -100,6 +103,7 @@ class DataValidationOperator(BaseOperator):
 
     def execute(self, context: Any) -> dict[str, Any]:
         from conveyor.core.validation import load_suite, validate_frame
+        from conveyor.core.validation_record import record_tags
 
         suite = (
             load_suite(Path(str(self.suite_path)))
@@ -107,25 +111,27 @@ class DataValidationOperator(BaseOperator):
             else self._from_catalog(self.suite_dataset)
         )
         frame, label = self._frame()
+        record = record_tags(frame, suite)  # before GX, which annotates the suite's expectations
         self.log.info("validating %s (%d rows) against suite %r", label, len(frame), suite.get("name"))
         report = validate_frame(frame, suite, dataset=label)
         self.log.info("\n%s", report.to_text())
         if self.mlflow_conn_id:
-            self._log_to_mlflow(context, report)
+            self._log_to_mlflow(context, report, record)
         if not report.success:
             if not self.warn_only:
                 raise AirflowFailException(report.to_text())
             self.log.warning("critical expectations failed, continuing because warn_only=True")
         return report.to_dict()
 
-    def _log_to_mlflow(self, context: Any, report: Any) -> None:
+    def _log_to_mlflow(self, context: Any, report: Any, record: dict[str, str]) -> None:
         from conveyor.core.experiments import experiment_id as get_experiment_id
+        from conveyor.core.validation_record import STATUS_TAG
         from conveyor.hooks.mlflow import MlflowHook
 
         hook = MlflowHook(self.mlflow_conn_id)
         client = hook.get_conn()
         experiment_id = get_experiment_id(client, self.experiment_name)
-        tags = {"conveyor.validation.status": "passed" if report.success else "failed"}
+        tags = {STATUS_TAG: "passed" if report.success else "failed", **record}
         if self.partition:
             tags["conveyor.partition"] = str(self.partition)
         run = client.create_run(experiment_id, run_name=f"validate {report.dataset}", tags=tags)
