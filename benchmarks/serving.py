@@ -14,7 +14,12 @@ Measures (results in benchmarks/results/serving.json, table printed as Markdown)
   gateway reload (alias moved);
 - the latency cost of the durable inference log (``--log-durable``: a spool write before each
   answer; and with ``--log-fsync``) vs the default, at 1 and 32 clients. ``--only-durable`` runs
-  just this comparison and updates that part of the results file.
+  just this comparison and updates that part of the results file;
+- ``--only-overhead [--repeats 7]``: the p50 overhead at 1 client (gateway p50 minus the
+  in-process ``pyfunc.predict`` p50, measured again before each repeat), the p99 at 1 and 32
+  clients, and the canary 10 % + shadow 10 % throughput cost, inference log on, repeats
+  alternating (order swapped every other repeat): min / median / max and a bootstrap 95 %
+  interval of the median per figure, in the ``overhead`` part of the results file.
 Both servers run with one intra-op thread (``OMP_NUM_THREADS=1``) so neither is starved by a
 thread pool bigger than the machine.
 """
@@ -26,6 +31,7 @@ import asyncio
 import json
 import os
 import platform
+import random
 import re
 import shutil
 import statistics
@@ -103,8 +109,21 @@ def wrk(url: str, script: Path, connections: int, seconds: float) -> dict[str, f
     }
 
 
+def spread(values: list[float], draws: int = 4000) -> dict[str, Any]:
+    """min / median / max of per-repeat values and a bootstrap 95 % interval of their median."""
+    rng = random.Random(0)
+    medians = sorted(statistics.median(rng.choices(values, k=len(values))) for _ in range(draws))
+    return {
+        "min": round(min(values), 3),
+        "median": round(statistics.median(values), 3),
+        "max": round(max(values), 3),
+        "ci95_of_median": [round(medians[int(0.025 * draws)], 3), round(medians[int(0.975 * draws)], 3)],
+        "values": [round(v, 3) for v in values],
+    }
+
+
 def median_runs(runs: list[dict[str, float]]) -> dict[str, float]:
-    keys = ("rps", "p50_ms", "p99_ms")
+    keys = tuple(k for k in ("rps", "p50_ms", "p99_ms", "cpu_us_per_request") if k in runs[0])
     summary = {k: round(statistics.median(r[k] for r in runs), 3) for k in keys}
     summary["failed"] = sum(r["failed"] for r in runs)
     summary["runs"] = [{k: round(r[k], 3) for k in (*keys, "failed")} for r in runs]
@@ -143,6 +162,102 @@ class MlflowScoringServer:
 
 
 # ---- measurements --------------------------------------------------------------------------------
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk_cpu(pid: int, url: str, script: Path, connections: int, seconds: float) -> dict[str, float]:
+    """A wrk run and the server's CPU time per answered request, which other work on a shared
+    machine disturbs far less than throughput: it slows a run down, it does not add CPU time."""
+    before = cpu_seconds(pid)
+    run = wrk(url, script, connections, seconds)
+    run["cpu_us_per_request"] = (cpu_seconds(pid) - before) / max(run["requests"], 1) * 1e6
+    return run
+
+
+def predict_p50_ms(model: Any, frame: Any, calls: int = 300) -> float:
+    for _ in range(20):
+        model.predict(frame)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        model.predict(frame)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def overhead(
+    work: Path, tracking_uri: str, uris: dict[str, str], rows: list[dict[str, Any]], script: Path, args: Any
+) -> dict[str, Any]:
+    """The gateway's own cost and tail, inference log and metrics on, with per-repeat spreads."""
+    import mlflow
+    import pandas as pd
+    import torch
+
+    torch.set_num_threads(1)
+    model = mlflow.pyfunc.load_model(uris["v_old"])
+    frame = pd.DataFrame(rows[:1])
+    load_before = os.getloadavg()
+    per: dict[str, list[float]] = {}
+    runs: dict[str, list[dict[str, float]]] = {}
+    with GatewayServer(
+        root=work / "gateway-overhead",
+        tracking_uri=tracking_uri,
+        deployments={"bench": uris["v_old"]},
+        extra_args=["--threads", "1"],
+    ) as gateway:
+        admin = gateway.client()
+        admin.deploy_slot("mix", uris["v_old"])
+        admin.deploy_slot("mix", uris["v_new"], slot="canary")
+        admin.deploy_slot("mix", uris["v_new"], slot="shadow")
+        url, mix_url = f"{gateway.url}/invocations", f"{gateway.url}/deployments/mix/invocations"
+        wrk(url, script, 4, 2)
+        wrk(mix_url, script, 4, 2)  # warm both
+        assert gateway.proc is not None
+        pid = gateway.proc.pid
+        weights = {"stable_only": (0, 0.0), "canary10_shadow10": (10, 0.1)}
+        for repeat in range(args.repeats):
+            floor_ms = predict_p50_ms(model, frame)
+            one = wrk_cpu(pid, url, script, 1, args.seconds)
+            many = wrk_cpu(pid, url, script, 32, args.seconds)
+            mixed: dict[str, dict[str, float]] = {}
+            for variant in sorted(weights, reverse=repeat % 2 == 1):
+                canary, shadow = weights[variant]
+                admin.set_weights("mix", canary=canary, shadow=shadow)
+                mixed[variant] = wrk_cpu(pid, mix_url, script, 32, args.seconds)
+            for key, run in (("gateway_c1", one), ("gateway_c32", many), *mixed.items()):
+                runs.setdefault(key, []).append(run)
+            cpu = {variant: run["cpu_us_per_request"] for variant, run in mixed.items()}
+            values = {
+                "pyfunc_predict_1_row_ms": floor_ms,
+                "p50_overhead_ms_c1": one["p50_ms"] - floor_ms,
+                "p99_ms_c1": one["p99_ms"],
+                "p99_over_p50_c32": many["p99_ms"] / many["p50_ms"],
+                "canary_shadow_throughput_cost": 1
+                - mixed["canary10_shadow10"]["rps"] / mixed["stable_only"]["rps"],
+                # the throughput cost where the gateway has its cores to itself
+                "canary_shadow_cpu_cost": 1 - cpu["stable_only"] / cpu["canary10_shadow10"],
+                "cpu_us_per_request_c1": one["cpu_us_per_request"],
+                "cpu_us_per_request_c32": many["cpu_us_per_request"],
+            }
+            for key, value in values.items():
+                per.setdefault(key, []).append(value)
+            log(f"repeat {repeat}: {json.dumps({k: round(v, 3) for k, v in values.items()})}")
+        shadow = admin.deployment("mix")["shadow"]
+        admin.close()
+    return {
+        **{key: spread(values) for key, values in per.items()},
+        "runs": {key: median_runs(value) for key, value in runs.items()},
+        "shadow": shadow,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+        "seconds_per_run": args.seconds,
+        "repeats": args.repeats,
+    }
+
+
 def floor(model_uri: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
     import mlflow
     import pandas as pd
@@ -388,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only-durable", action="store_true", help="only the durable inference log comparison"
     )
+    parser.add_argument(
+        "--only-overhead", action="store_true", help="only p50 overhead, tails and canary+shadow cost"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is missing: bash scripts/ensure_apt.sh (it is in scripts/apt-packages.txt)")
@@ -407,14 +525,16 @@ def main(argv: list[str] | None = None) -> int:
         mlflow.set_tracking_uri(mlflow_server.url)
         rows = real_rows(256)
         script = lua_script(rows, work)
+        if args.only_overhead:
+            part = overhead(work, mlflow_server.url, uris, rows, script, args)
+            shown = json.dumps({k: v for k, v in part.items() if k != "runs"}, indent=2)
+            return write_part("overhead", part, args, started, shown)
         if args.only_durable:
-            return write_durable_only(
-                durable_cost(
-                    work, mlflow_server.url, uris["v_old"], rows, script, args.seconds, args.repeats
-                ),
-                args,
-                started,
+            durable = durable_cost(
+                work, mlflow_server.url, uris["v_old"], rows, script, args.seconds, args.repeats
             )
+            shown = "\n".join(["| measurement | value |", "|---|---|", *durable_table(durable)])
+            return write_part("durable_log", durable, args, started, shown)
         log("in-process floor")
         results: dict[str, Any] = {"floor": floor(uris["v_old"], rows)}
         log(json.dumps(results["floor"]))
@@ -494,15 +614,15 @@ def environment(args: argparse.Namespace, started: float) -> dict[str, Any]:
     }
 
 
-def write_durable_only(durable: dict[str, Any], args: argparse.Namespace, started: float) -> int:
-    """Update only the durable-log part of the results, keeping the last full run's other figures."""
+def write_part(key: str, part: dict[str, Any], args: argparse.Namespace, started: float, shown: str) -> int:
+    """Update one part of the results, keeping the last full run's other figures."""
     results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
-    results["durable_log"] = durable
-    results["durable_log_environment"] = environment(args, started)
+    results[key] = part
+    results[f"{key}_environment"] = environment(args, started)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
     log(f"wrote {RESULTS}")
-    print("\n".join(["| measurement | value |", "|---|---|", *durable_table(durable)]))
+    print(shown)
     return 0
 
 

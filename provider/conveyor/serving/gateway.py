@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
+import itertools
 import json
 import logging
 import math
 import os
+import secrets
 import socket
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -143,6 +145,9 @@ class Gateway:
         self._poll_now = asyncio.Event()
         self.on_write: Callable[[str], None] | None = None  # the in-process controller's wake-up
         self.started = time.time()
+        # Request ids: 64 random bits per process and a counter, 32 hex digits like a uuid4's,
+        # unique across replicas; uuid4 costs a getrandom() system call on every request.
+        self._id_prefix, self._ids = secrets.token_hex(8), itertools.count()
 
     # ---- lookups ---------------------------------------------------------------------------------
     def deployment(self, name: str | None) -> Deployment:
@@ -163,7 +168,7 @@ class Gateway:
     async def score(self, name: str | None, body: bytes, headers: dict[str, str]) -> Scored:
         sent = headers.get("x-request-id")
         bad_id = request_id_problem(sent) if sent else None
-        request_id = sent if sent and bad_id is None else uuid.uuid4().hex
+        request_id = sent if sent and bad_id is None else f"{self._id_prefix}{next(self._ids):016x}"
         try:
             deployment = self.deployment(name)
             stable = deployment.slots.get(STABLE)
@@ -205,9 +210,8 @@ class Gateway:
         latency = time.perf_counter() - started
         scores = output.scores(held.model.contract)
         deployment.stats_for(slot, held).record(latency, False, scores)
-        self._count(deployment, slot, held, 200)
-        self.metrics.latency.labels(deployment.name, slot, held.model.version).observe(latency)
-        self.metrics.observe_scores(deployment.name, slot, held.model.version, held.model.contract, scores)
+        series = self.metrics.slot_series(deployment.name, slot, held.model.version, held.model.contract)
+        series.observe(latency, scores)
         row_ids = [request_id] if rows == 1 else [f"{request_id}-{i}" for i in range(rows)]
         decisions = output.decisions(held.model.contract)
         self._remember(deployment.name, slot, held.model.version, row_ids, decisions)
@@ -332,18 +336,16 @@ class Gateway:
         try:
             if held.model.schema is not None:
                 held.model.schema.validate(columns, self.config.max_string_bytes)
-            output = await held.batcher.predict(columns, rows)
+            output, latency = await held.batcher.predict_patiently(columns, rows)
         except Exception as exc:
             stats.errors += 1
             deployment.stats_for(SHADOW, held).record(time.perf_counter() - started, True, [])
             self.metrics.requests.labels(deployment.name, SHADOW, held.model.version, "500").inc()
             log.info("shadow %s failed (never seen by the caller): %s", held.model.version, exc)
             return
-        latency = time.perf_counter() - started
         stats.latencies_s.append(latency)
         deployment.stats_for(SHADOW, held).record(latency, False, output.scores(held.model.contract))
-        self.metrics.requests.labels(deployment.name, SHADOW, held.model.version, "200").inc()
-        self.metrics.latency.labels(deployment.name, SHADOW, held.model.version).observe(latency)
+        self.metrics.slot_series(deployment.name, SHADOW, held.model.version, None).observe(latency, [])
         contract = held.model.contract
         pairs = list(zip(output.decisions(contract), answered, strict=False))
         stats.compared_rows += len(pairs)
@@ -450,8 +452,12 @@ class Gateway:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._poll_now.wait(), self.config.poll_interval_s)
             try:
+                held_before = set(self.deployments)
                 generations = await asyncio.to_thread(self.store.generations)
-                for name in set(self.deployments) - set(generations):
+                # Only what was held before the read and is missing from it was deleted: one
+                # created here while the store was read (an admin call on this replica) is not
+                # in that read, and dropping it answered 404 until the next poll.
+                for name in (held_before & set(self.deployments)) - set(generations):
                     self._drop(name)
                 for name, generation in generations.items():
                     held = self.deployments.get(name)
@@ -587,7 +593,7 @@ class Gateway:
     # ---- admin: slots and weights ------------------------------------------------------------
     async def load(self, target: Target) -> Slot:
         """Load and warm a version off the event loop: serving continues meanwhile."""
-        model = await asyncio.to_thread(LoadedModel.load, target.pinned)
+        model = await asyncio.to_thread(_load_and_freeze, target.pinned)
         return Slot(dataclasses.replace(model, uri=target.uri), self.config.max_batch_rows)
 
     @staticmethod
@@ -867,6 +873,21 @@ class Gateway:
         if self.log is not None:
             await asyncio.to_thread(self.log.close)
         self.store.close()
+
+
+def _load_and_freeze(uri: str) -> LoadedModel:
+    """Load a version, then move every live object out of the garbage collector's sight.
+
+    A loaded model brings hundreds of thousands of objects (torch, MLflow, pandas); each full
+    collection would walk them all, a pause of ~100 ms on the event loop every few seconds of
+    traffic. Frozen, they are never walked; what a retired version left behind is collected
+    here, at the next load: one full collection per load, where loads already cost seconds.
+    """
+    model = LoadedModel.load(uri)
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+    return model
 
 
 def _refuse_during_rollout(name: str, desired: Desired) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -127,16 +128,18 @@ class GatewayMetrics:
         )
         self.inference_log = InferenceLogMetrics(self.registry)
         self._weights: dict[str, set[tuple[str, str, str]]] = {}
+        self._series: dict[tuple[str, str, str], SlotSeries] = {}
 
-    def observe_scores(
-        self, deployment: str, slot: str, version: str, contract: ModelContract, scores: Iterable[float]
-    ) -> None:
-        """Scores of a classifier (probabilities) in ``conveyor_prediction_score``, a regressor's
-        values in ``conveyor_prediction_value``: buckets that fit one would be useless for the other."""
-        family = self.value if contract.task == "regression" else self.score
-        histogram = family.labels(deployment, slot, version)
-        for value in scores:
-            histogram.observe(value)
+    def slot_series(
+        self, deployment: str, slot: str, version: str, contract: ModelContract | None
+    ) -> SlotSeries:
+        """The series one slot's answers feed, looked up once per slot and version: ``labels()``
+        validates and locks on every call, microseconds the scoring path pays per request."""
+        key = (deployment, slot, version)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = SlotSeries(self, deployment, slot, version, contract)
+        return found
 
     def set_weights(self, deployment: str, weights: dict[str, tuple[str, float]]) -> None:
         """``weights``: slot -> (model version, percent); label sets of unloaded versions are removed."""
@@ -153,3 +156,35 @@ class GatewayMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+class SlotSeries:
+    """The children of one slot and version: answers, latency, and its scores, a classifier's
+    (probabilities) in ``conveyor_prediction_score``, a regressor's values in
+    ``conveyor_prediction_value``: buckets that fit one would be useless for the other. The
+    score series exists from the first score on (a shadow's answers count, its scores do not)."""
+
+    def __init__(
+        self,
+        metrics: GatewayMetrics,
+        deployment: str,
+        slot: str,
+        version: str,
+        contract: ModelContract | None,
+    ) -> None:
+        self.answered = metrics.requests.labels(deployment, slot, version, "200")
+        self.latency = metrics.latency.labels(deployment, slot, version)
+        regression = contract is not None and contract.task == "regression"
+        self._family = metrics.value if regression else metrics.score
+        self._labels = (deployment, slot, version)
+        self._scores: Any = None
+
+    def observe(self, latency_s: float, scores: list[float]) -> None:
+        self.answered.inc()
+        self.latency.observe(latency_s)
+        if not scores:
+            return
+        if self._scores is None:
+            self._scores = self._family.labels(*self._labels)
+        for value in scores:
+            self._scores.observe(value)

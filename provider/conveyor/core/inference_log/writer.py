@@ -9,7 +9,9 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -17,9 +19,9 @@ import fsspec
 import pandas as pd
 
 from conveyor.core.atomic import fs_write_bytes, remove_stale_temporaries
-from conveyor.core.inference_log.chunks import Chunk, Queued, chunk_rows, merge_chunks
+from conveyor.core.inference_log.chunks import Chunk, Pending, chunk_rows, merge_chunks
 from conveyor.core.inference_log.dead_letter import DeadRow, dead_letter_bytes
-from conveyor.core.inference_log.encoding import encode, to_parquet
+from conveyor.core.inference_log.encoding import Encoded, encode, encode_columns, to_parquet
 from conveyor.core.inference_log.layout import (
     FEEDBACK,
     KINDS,
@@ -84,17 +86,18 @@ class _Batch:
     """One flush: its id names every file it writes, so writing it twice writes the same files."""
 
     id: str
-    queues: dict[str, list[Queued]]
+    queues: dict[str, Pending]
     dead: list[DeadRow]  # rows already known unusable (unreadable spool lines)
 
 
 class InferenceLogWriter:
     """Batches appended chunks in memory and writes them from a background thread.
 
-    ``append_*`` costs a lock and a list append (plus one ``write`` to the spool in durable mode),
-    so the request path never waits on Parquet or remote storage. Rows reach storage after at most
-    ``flush_interval_s`` or as soon as ``max_rows`` are queued; ``close()`` writes whatever is
-    left. What can go wrong stays bounded:
+    ``append_*`` costs a lock and a few list extends (plus one ``write`` to the spool in durable
+    mode), so the request path never waits on Parquet or remote storage; the flush of the
+    gateway's plain chunks goes from lists to Arrow without pandas, so it holds the GIL briefly.
+    Rows reach storage after at most ``flush_interval_s`` or as soon as ``max_rows`` are queued;
+    ``close()`` writes whatever is left. What can go wrong stays bounded:
 
     - a row that cannot be encoded goes to the dead-letter file with the reason; the rest of its
       batch is written (``encode``);
@@ -144,7 +147,7 @@ class InferenceLogWriter:
         self._spool = Spool(spool_dir, fsync) if spool_dir is not None else None
         self._pending: list[Path] = list(self._spool.leftovers) if self._spool else []
         self._lock = threading.Lock()
-        self._queues: dict[str, list[Queued]] = {kind: [] for kind in KINDS}
+        self._queues: dict[str, Pending] = {kind: Pending() for kind in KINDS}
         self._queued_rows = 0
         self._last_drop_log = 0.0
         self._touched: set[str] = set()
@@ -171,14 +174,15 @@ class InferenceLogWriter:
         if self._stopped.is_set():
             raise RuntimeError("inference log writer is closed")
         rows = chunk_rows(chunk)
-        now = pd.Timestamp.now(tz="UTC")
-        line = spool_line(kind, chunk, now) if self._spool else None  # serialised outside the lock
+        now_ns = time.time_ns()
+        # serialised outside the lock
+        line = spool_line(kind, chunk, pd.Timestamp(now_ns, tz="UTC")) if self._spool else None
         with self._lock:
             accepted = self._queued_rows + rows <= self.max_queued_rows
             if accepted:
                 if line is not None:
                     self._spool.append(line)  # an OSError reaches the caller: this row is not durable
-                self._queues[kind].append((chunk, now))
+                self._queues[kind].add(chunk, rows, now_ns)
                 self._queued_rows += rows
             full = self._queued_rows >= self.max_rows
         if not accepted:
@@ -198,8 +202,8 @@ class InferenceLogWriter:
             for segment in list(self._pending):
                 self._replay(segment)
             with self._lock:
-                queues = {kind: items for kind, items in self._queues.items() if items}
-                self._queues = {kind: [] for kind in KINDS}
+                queues = {kind: pending for kind, pending in self._queues.items() if pending}
+                self._queues = {kind: Pending() for kind in KINDS}
                 self._queued_rows = 0
                 sealed = self._spool.seal() if self._spool else None
             if not queues:
@@ -212,8 +216,13 @@ class InferenceLogWriter:
 
     def _replay(self, segment: Path) -> None:
         """Store a segment a previous writer (or a failed flush) left in the spool, then delete it."""
-        queues, dead = read_segment(segment)
-        rows = sum(chunk_rows(chunk) for items in queues.values() for chunk, _ in items)
+        segment_queues, dead = read_segment(segment)
+        queues, rows = {}, 0
+        for kind, items in segment_queues.items():
+            pending = queues[kind] = Pending()
+            for chunk, now in items:
+                pending.add(chunk, chunk_rows(chunk), now.value)
+                rows += chunk_rows(chunk)
         if self._store(_Batch(segment.stem, queues, dead)):
             segment.unlink()
             self._pending.remove(segment)
@@ -227,32 +236,42 @@ class InferenceLogWriter:
         False when some rows could be stored nowhere and the batch must stay in the spool.
         """
         stored = True
-        for kind, items in batch.queues.items():
-            if items:
-                frame, dead = merge_chunks(items)
-                stored &= self._store_kind(kind, frame, {"encode": dead}, batch.id)
+        for kind, pending in batch.queues.items():
+            if pending:
+                started = time.perf_counter()
+                aside: dict[str, list[DeadRow]] = {"encode": []}
+                plain = pending.columns
+                parts = None if pending.others else encode_columns(plain.columns, plain.stamps)
+                if parts is None:
+                    frame, aside["encode"] = merge_chunks(pending)
+                    parts = _frame_parts(frame, aside)
+                stored &= self._store_kind(kind, parts, aside, batch.id, started)
         if batch.dead:
-            stored &= self._store_kind("spool", pd.DataFrame(), {"encode": batch.dead}, batch.id)
+            stored &= self._store_kind("spool", [], {"encode": batch.dead}, batch.id)
         return stored
 
     def _store_kind(
-        self, kind: str, frame: pd.DataFrame, aside: dict[str, list[DeadRow]], batch: str
+        self,
+        kind: str,
+        parts: Iterator[Encoded] | list[Encoded],
+        aside: dict[str, list[DeadRow]],
+        batch: str,
+        started: float | None = None,
     ) -> bool:
-        started = time.perf_counter()
+        """Store encoded ``parts``, and the rows set ``aside`` in a dead-letter file; ``started``:
+        when this kind's flush began, for its write time (none for a spool's unreadable lines)."""
         aside.setdefault("storage", [])
-        for hour, part in hour_parts(frame):
-            data, bad = encode(part)
-            aside["encode"] += [(part.loc[label].to_dict(), reason) for label, reason in bad.items()]
-            if data is None:
+        for part in parts:
+            if part.data is None:
                 continue
             try:
-                self._put(partition_path(self._root, kind, hour), f"{batch}.parquet", data)
+                self._put(partition_path(self._root, kind, part.hour), f"{batch}.parquet", part.data)
             except Exception as exc:  # retried already if transient; the rows go aside, not in a loop
                 reason = f"storage: {type(exc).__name__}: {exc}"
-                aside["storage"] += [(row, reason) for row in part.drop(index=list(bad)).to_dict("records")]
+                aside["storage"] += [(row, reason) for row in part.records()]
                 continue
-            self._events.written(kind, len(part) - len(bad))
-        if len(frame):
+            self._events.written(kind, part.rows)
+        if started is not None:
             self._events.write_seconds(kind, time.perf_counter() - started)
         rows = [entry for entries in aside.values() for entry in entries]
         if not rows:
@@ -351,3 +370,15 @@ class InferenceLogWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _frame_parts(frame: pd.DataFrame, aside: dict[str, list[DeadRow]]) -> Iterator[Encoded]:
+    """The pandas path: ``frame``'s hour parts encoded, rows that cannot be put in ``aside``."""
+    for hour, part in hour_parts(frame):
+        data, bad = encode(part)
+        aside["encode"] += [(part.loc[label].to_dict(), reason) for label, reason in bad.items()]
+        yield Encoded(hour, data, len(part) - len(bad), partial(_records_without, part, list(bad)))
+
+
+def _records_without(part: pd.DataFrame, bad: list) -> list[dict]:
+    return part.drop(index=bad).to_dict("records")
