@@ -27,9 +27,14 @@ def test_the_demo_contract_loads_with_its_defaults() -> None:
     )
     assert contract.outputs.required == ["delay_probability", "delayed"]
     assert [(r.metric, r.higher_is_better, r.threshold, r.tolerance) for r in contract.gate] == [
-        ("roc_auc", True, 0.6, 0.005)
+        ("roc_auc", True, 0.6, 0.01),
+        ("f1", True, 0.15, 0.1),
+        ("log_loss", False, 0.69, 0.01),
     ]
-    assert (contract.canary.online_metric, contract.canary.higher_is_better) == ("accuracy", True)
+    assert contract.report == ("decision_threshold",)
+    # Stored with each version: the report travels in the tag, as the rules do.
+    assert ModelContract.from_tag(contract.to_tag()).report == ("decision_threshold",)
+    assert (contract.canary.online_metric, contract.canary.higher_is_better) == ("balanced_accuracy", True)
 
 
 def test_each_task_gets_its_own_online_metric_and_directions() -> None:
@@ -60,6 +65,10 @@ def test_each_task_gets_its_own_online_metric_and_directions() -> None:
         (("gate", "metrics", "roc_auc", "tolerance"), -0.1, "tolerance must be >= 0"),
         (("gate", "metrics", "roc_auc", "threshold"), float("nan"), "threshold must be a finite number"),
         (("gate", "metrics", "roc_auc", "threshold"), True, "threshold must be a finite number, got bool"),
+        (("gate", "report"), "decision_threshold", "gate.report must be a list, got str"),
+        (("gate", "report"), ["a", "a"], "gate.report repeats a name"),
+        (("gate", "report"), [""], "gate.report[0] must be a non-empty string"),
+        (("gate", "reprot"), [], "unknown key gate.reprot"),
         (
             ("canary",),
             {"online_metric": "mae"},

@@ -14,6 +14,7 @@ from conveyor.core.gate import (
     GateDecision,
     GateError,
     MetricRule,
+    Reported,
     decide,
     rules_from_mapping,
     unscorable,
@@ -151,6 +152,33 @@ def test_table_shows_every_metric_threshold_and_delta() -> None:
     assert "0.7000" in roc and "0.7200" in roc and "-0.0200" in roc and ">= 0.6000" in roc and "FAIL" in roc
     assert next(line for line in lines if line.startswith("log_loss")).split()[1] == "↓"
     assert lines[-1].startswith("=> REJECTED: roc_auc: worse than champion by 0.0200")
+
+
+def test_reported_values_are_shown_and_survive_the_json_record() -> None:
+    report = [Reported("decision_threshold", "0.01", "0.1881"), Reported("n_trees", "300", None)]
+    d = _decide({"roc_auc": 0.7}, {"roc_auc": 0.7}, baseline_version="1", report=report)
+    lines = d.render_table().splitlines()
+    assert lines[-3:-1] == [
+        "   reported: decision_threshold=0.01 (champion 0.1881)",
+        "   reported: n_trees=300",
+    ]
+    assert lines[-1].startswith("=> PASSED")  # the verdict stays the last line
+    assert d.status == "passed" and "decision_threshold" not in d.reason  # reported, never judged
+    assert GateDecision.from_dict(json.loads(d.to_json())).report == report
+    # A decision recorded before reports existed still reads back.
+    old = json.loads(d.to_json())
+    del old["report"]
+    assert GateDecision.from_dict(old).report == []
+
+
+def test_binary_metrics_judge_the_models_own_decisions() -> None:
+    labels = pd.Series([0, 0, 0, 1, 1])
+    scores = pd.Series([0.1, 0.2, 0.3, 0.35, 0.4])  # every positive below 0.5
+    at_half = binary_metrics(labels, scores)
+    served = binary_metrics(labels, scores, decisions=(scores >= 0.33).astype(int))
+    assert (at_half["f1"], at_half["accuracy"]) == (0.0, 0.6)
+    assert (served["f1"], served["accuracy"]) == (1.0, 1.0)
+    assert served["roc_auc"] == at_half["roc_auc"] == 1.0
 
 
 def test_binary_metrics_rank_a_perfect_model_above_a_random_one() -> None:

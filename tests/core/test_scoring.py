@@ -18,6 +18,7 @@ from conveyor.core.scoring import (
     checked_outputs,
     decisions_agree,
     multiclass_metrics,
+    online_aggregate,
     online_value,
     regression_metrics,
     score_outputs,
@@ -170,6 +171,26 @@ def test_any_binary_output_is_refused_by_name_or_scored_on_valid_probabilities(f
     assert set(scored) == {"roc_auc", "average_precision", "accuracy", "f1", "log_loss", "brier"}
 
 
+def test_a_binary_decision_is_scored_as_served_and_must_be_0_or_1() -> None:
+    contract = ModelContract.from_mapping(
+        {
+            "model": {
+                "name": "m",
+                "task": "binary_classification",
+                "label": "y",
+                "outputs": {"score": "p", "decision": "d"},
+            },
+            "gate": {"metrics": {"f1": {"threshold": 0.5}}},
+        }
+    )
+    frame = pd.DataFrame({"p": [0.1, 0.2, 0.3, 0.4], "d": [0, 0, 1, 1]})
+    scored = score_outputs(contract, pd.Series([0, 0, 1, 1]), checked_outputs(contract, frame, 4))
+    assert scored["f1"] == scored["accuracy"] == 1.0  # its threshold is 0.25, not 0.5
+    for bad in ("yes", 2, 0.5):
+        with pytest.raises(UnscorableModelError, match=r"'d' holds .* not a 0/1 decision"):
+            checked_outputs(contract, frame.assign(d=[0, 0, 1, bad]), 4)
+
+
 @pytest.mark.parametrize(
     ("metric", "decision", "truth", "share"),
     [
@@ -194,3 +215,39 @@ def test_shadow_agreement_is_the_same_class_or_a_close_value() -> None:
     assert decisions_agree(REGRESSION, 100.0, 100.5) and not decisions_agree(REGRESSION, 100.0, 102.0)
     with pytest.raises(ValueError, match="unknown online metric 'auc'"):
         online_value("auc", 1, 1)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0, 1, 0.0, 1.0]), st.sampled_from([0, 1, 1.0])), min_size=1, max_size=60
+    )
+)
+def test_f1_and_balanced_accuracy_of_a_window_are_sklearns_on_its_rows(
+    rows: list[tuple[float, float]],
+) -> None:
+    """The canary judges a window by the rows' confusion cells: the same number as the metric
+    computed on the window's decisions and labels at once."""
+    decided = [int(d) for d, _ in rows]
+    truth = [int(t) for _, t in rows]
+    f1 = online_aggregate("f1", [online_value("f1", d, t) for d, t in rows])
+    assert f1 == pytest.approx(metrics.f1_score(truth, decided, zero_division=0.0))
+    balanced = online_aggregate(
+        "balanced_accuracy", [online_value("balanced_accuracy", d, t) for d, t in rows]
+    )
+    if len(set(truth)) == 2:  # sklearn warns and differs only on one-class windows, ours: that class's recall
+        assert balanced == pytest.approx(metrics.balanced_accuracy_score(truth, decided))
+    else:
+        assert balanced == pytest.approx(np.mean(np.asarray(decided) == np.asarray(truth)))
+
+
+def test_flagging_every_row_is_chance_on_balanced_accuracy_whatever_the_delay_rate() -> None:
+    """Why the demo's contract judges its canary by balanced accuracy: accuracy rewards the
+    threshold 0.5 that answers "on time" to every flight, F1 rewards flagging every flight when
+    delays are common, balanced accuracy gives both exactly 0.5."""
+    for positives in (1, 10, 30):
+        truth = [1] * positives + [0] * (40 - positives)
+        everything = [online_value("balanced_accuracy", 1, t) for t in truth]
+        nothing = [online_value("balanced_accuracy", 0, t) for t in truth]
+        assert online_aggregate("balanced_accuracy", everything) == 0.5
+        assert online_aggregate("balanced_accuracy", nothing) == 0.5
+    assert online_aggregate("f1", []) is None and online_aggregate("accuracy", []) is None

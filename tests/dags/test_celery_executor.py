@@ -24,7 +24,12 @@ from conveyor.local.airflow import REPO_ROOT, LocalAirflow, connection_env, priv
 from conveyor.local.mlflow_server import MlflowServer
 
 MODEL = "flight_delays"
-QUICK = {"max_rows": 2000, "max_epochs": 3, "min_roc_auc": 0.5, "roc_auc_tolerance": 1.0}
+QUICK = {
+    "max_rows": 2000,
+    "max_epochs": 3,
+    "min_roc_auc": 0.5,
+    **dict.fromkeys(("roc_auc_tolerance", "f1_tolerance", "log_loss_tolerance"), 1.0),
+}
 # A worker that dies takes its tasks' heartbeats with it; the scheduler fails a task instance
 # whose heartbeat is older than the timeout (checked every detection interval) and, as the task
 # has a retry left, queues it again at once. Airflow's defaults (300 s, no retries, 300 s delay)

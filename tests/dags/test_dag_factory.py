@@ -142,8 +142,13 @@ def test_each_form_follows_its_contract(two_models: dict[str, Any]) -> None:
         "max_rows",
         "max_epochs",
         "decision_threshold",
+        "shuffle_labels",
         "min_roc_auc",
         "roc_auc_tolerance",
+        "min_f1",
+        "f1_tolerance",
+        "max_log_loss",
+        "log_loss_tolerance",
         "force_reason",
     }
     assert set(bikes_ci.params) == {

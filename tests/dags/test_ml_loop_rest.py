@@ -188,7 +188,12 @@ def test_a_backfill_trains_one_version_per_month_and_hands_nothing_to_ml_cd(
     versions_before = _versions(mlflow_server)
     champion_before = _champion(mlflow_server)
     cd_runs_before = len(_cd_runs(dags))
-    quick = {"max_rows": 2000, "max_epochs": 3, "min_roc_auc": 0.5, "roc_auc_tolerance": 1.0}
+    quick = {
+        "max_rows": 2000,
+        "max_epochs": 3,
+        "min_roc_auc": 0.5,
+        **dict.fromkeys(("roc_auc_tolerance", "f1_tolerance", "log_loss_tolerance"), 1.0),
+    }
     backfill = dags.create_backfill(
         "ml_ci", "2013-01-01T00:00:00Z", "2013-03-01T00:00:00Z", max_active_runs=2, dag_run_conf=quick
     )
@@ -252,12 +257,14 @@ def test_an_approved_version_goes_through_staging_and_a_blue_green_switch(
 def test_a_canary_that_fails_its_analysis_is_restored_and_the_run_ends_failed(
     dags: AirflowClient, gateway: GatewayServer, mlflow_server: MlflowServer
 ) -> None:
-    """The demo's bad candidate: the champion's settings with decision threshold 0.05. Its ROC AUC
-    passes the gate, its decisions do not pass the canary's online accuracy on labelled traffic."""
+    """The demo's bad candidate: the champion's settings with decision threshold 0.01 (every flight
+    "delayed"). Its ROC AUC passes the gate; its decisions, chance on balanced accuracy, do not
+    pass the canary's online metric on labelled traffic."""
     champion_before = _champion(mlflow_server)
     cd_runs_before = {r["dag_run_id"] for r in _cd_runs(dags)}
     conf = {"partitions": "2013-03", "max_rows": 2000, "max_epochs": 3, "min_roc_auc": 0.5}
-    ci = dags.trigger_dag_run("ml_ci", {**conf, "roc_auc_tolerance": 1.0, "decision_threshold": 0.05})
+    loose = dict.fromkeys(("roc_auc_tolerance", "f1_tolerance", "log_loss_tolerance"), 1.0)
+    ci = dags.trigger_dag_run("ml_ci", {**conf, **loose, "decision_threshold": 0.01})
     ci = dags.wait_for_run("ml_ci", ci["dag_run_id"], timeout=600)
     assert ci["state"] == "success", _states(dags, "ml_ci", ci["dag_run_id"])
     version = dags.xcom("ml_ci", ci["dag_run_id"], "publish_challenger")["version"]
@@ -288,6 +295,6 @@ def test_a_canary_that_fails_its_analysis_is_restored_and_the_run_ends_failed(
         deployment = client.deployment("flights")
     assert deployment["rollout"]["state"] == "rolled_back", deployment["rollout"]["transitions"]
     assert deployment["rollout"]["model_version"] == version
-    assert "online accuracy" in deployment["rollout"]["transitions"][-1]["reason"]
+    assert "canary online balanced_accuracy 0.500" in deployment["rollout"]["transitions"][-1]["reason"]
     assert deployment["slots"]["stable"]["model_version"] == champion_before[0]
     assert "canary" not in deployment["slots"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import f1_score, roc_auc_score
 
 from conveyor.core.lineage import content_hash, git_commit
 from flight_delays.data import flights_by_month
@@ -108,7 +108,15 @@ def test_kedro_run_registers_a_tracked_challenger(kedro_conf: Path, mlflow_uri: 
     assert list(predictions.columns) == ["delay_probability", "delayed"]
     assert predictions["delay_probability"].between(0, 1).all()
     assert set(predictions["delayed"]) <= {0, 1}
-    assert (predictions["delayed"] == (predictions["delay_probability"] >= 0.5)).all()
+    # The served decision uses the threshold training chose on the validation rows, logged with the run.
+    threshold = float(run.data.params["decision_threshold"])
+    assert run.data.params["decision_threshold_rule"] == "highest balanced accuracy on the validation split"
+    assert run.data.metrics["decision_threshold"] == pytest.approx(threshold)
+    assert (predictions["delayed"] == (predictions["delay_probability"] >= threshold)).all()
+    assert run.data.metrics["f1"] == pytest.approx(
+        f1_score(eval_set[LABEL], predictions["delayed"]), abs=1e-6
+    )
+    assert run.data.metrics["f1"] > 0.3
     assert roc_auc_score(eval_set[LABEL], predictions["delay_probability"]) > 0.6
     assert run.data.metrics["roc_auc"] == pytest.approx(
         roc_auc_score(eval_set[LABEL], predictions["delay_probability"]), abs=1e-6

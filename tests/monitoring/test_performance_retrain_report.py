@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -46,7 +47,11 @@ def _labelled(n: int = 400, noise: float = 0.2, seed: int = 0, days: int = 4) ->
     return pd.DataFrame({"label": label, "delay_probability": score, "delayed": (score >= 0.5) * 1, "ts": ts})
 
 
-FLIGHTS = flight_contract("m")  # roc_auc >= 0.6 is its gate
+# The flight outputs with the gate cut to roc_auc >= 0.6: these tests are about the sensor, not
+# about which metrics the demo project's gate happens to judge.
+FLIGHTS = dataclasses.replace(
+    flight_contract("m"), gate=tuple(r for r in flight_contract("m").gate if r.metric == "roc_auc")
+)
 ALL = ("roc_auc", "f1", "accuracy")
 
 

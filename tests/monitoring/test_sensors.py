@@ -230,7 +230,11 @@ def test_performance_sensor_flags_december_concept_drift(
     training_period: pd.DataFrame,
     mlflow_conn: str,
 ) -> None:
-    """Labels arrive for December: delays rose from ~20% to 33% and the winter model's accuracy fell."""
+    """Labels arrive for December: delays rose from ~20% to 33%, so the winter model's
+    probabilities, calibrated to its own months, no longer fit them: log loss rises well past the
+    tolerance (0.61 vs 0.47) while the training period's own labels stay at the reference. (Its
+    ranking and, with its threshold chosen for balanced accuracy, its decisions hold up: ROC AUC
+    and accuracy fall by less than the tolerance.)"""
     results = {}
     for name, rows, end in (
         ("december", flights("2013-12"), "2014-01-01T00:00:00+00:00"),
@@ -249,14 +253,14 @@ def test_performance_sensor_flags_december_concept_drift(
             window_hours=31 * 24 if name == "december" else 74 * 24,
             min_rows=1000,
             tolerance=0.05,
-            metrics=("roc_auc", "f1", "accuracy"),  # more than the contract's gate judges
+            metrics=("roc_auc", "log_loss", "accuracy"),
             freq="7D",
         )
         results[name] = sensor.execute(context={})  # the window closed long ago: no waiting
     december, winter = results["december"], results["winter"]
     print(f"\ndecember {december['result']['metrics']} vs reference {december['result']['reference']}")
     print(f"winter {winter['result']['metrics']}")
-    assert december["decision"] is True and "accuracy" in december["reason"]
+    assert december["decision"] is True and "log_loss" in december["reason"]
     assert december["result"]["n_labelled"] > 1950 and december["result"]["positive_rate"] > 0.3
     assert winter["decision"] is False
     client = MlflowClient(mlflow_conn)

@@ -10,7 +10,15 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from conveyor.core import registry
-from conveyor.core.gate import STATUS_TAG, UNSCORABLE, GateError, load_eval_set, rules_from_mapping, run_gate
+from conveyor.core.gate import (
+    REPORT_TAG,
+    STATUS_TAG,
+    UNSCORABLE,
+    GateError,
+    load_eval_set,
+    rules_from_mapping,
+    run_gate,
+)
 from conveyor.local.process import free_port
 from tests.support.models import eval_frame, register_adversarial_model
 
@@ -30,6 +38,35 @@ def test_identical_model_is_exactly_non_inferior_at_zero_tolerance(
     assert decision.status == "passed", decision.render_table()
     assert all(c.delta == 0.0 and c.non_inferior_ok for c in decision.checks)
     assert decision.eval_rows == len(load_eval_set(client, decision.candidate_run_id))
+
+
+def test_the_contracts_gate_judges_served_decisions_and_reports_the_shipped_threshold(
+    client: MlflowClient, model_name: str, add_challenger
+) -> None:
+    champion = add_challenger("good")
+    first = run_gate(client, model_name)
+    registry.promote(
+        client, model_name, champion, reason="seed", actor="test", expected_champion=first.baseline_version
+    )
+    add_challenger("worse")
+    decision = run_gate(client, model_name)  # the rules of the project's conveyor.yml
+    threshold = client.get_run(decision.candidate_run_id).data.params["decision_threshold"]
+    champion_threshold = client.get_run(first.candidate_run_id).data.params["decision_threshold"]
+    (shipped,) = decision.report
+    assert (shipped.name, shipped.candidate, shipped.baseline) == (
+        "decision_threshold",
+        f"{float(threshold):.4g}",
+        f"{float(champion_threshold):.4g}",
+    )
+    checks = {c.metric: c for c in decision.checks}
+    assert set(checks) == {"roc_auc", "f1", "log_loss"}
+    # The good model's chosen threshold makes it answer "delayed": its F1 is far from 0.
+    assert checks["f1"].baseline > 0.3
+    # The shuffled-label model loses on the ranking and on the probabilities.
+    assert decision.status == "rejected" and not checks["roc_auc"].passed and not checks["log_loss"].passed
+    tags = client.get_model_version(model_name, decision.candidate_version).tags
+    assert tags[REPORT_TAG] == f"decision_threshold={shipped.candidate} (champion {shipped.baseline})"
+    assert f"reported: {tags[REPORT_TAG]}" in decision.render_table()
 
 
 def test_one_class_eval_set_gives_nan_auc_and_a_rejection(

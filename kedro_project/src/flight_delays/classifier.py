@@ -108,19 +108,20 @@ def _build_net(prep: Preprocessing, config: dict[str, Any]) -> TabularNet:
 
 @dataclass
 class FlightDelayClassifier:
+    """``threshold``: the probability from which a flight is answered ``delayed=1``, chosen on the
+    validation split by training (``flight_delays.decision``) and saved with the weights;
+    ``threshold_rule`` says how it was chosen."""
+
     preprocessing: Preprocessing
     net: TabularNet
     config: dict[str, Any]
+    threshold: float = 0.5
+    threshold_rule: str = "fixed"
 
     @classmethod
     def create(cls, train: pd.DataFrame, config: dict[str, Any]) -> FlightDelayClassifier:
         prep = Preprocessing.fit(train)
         return cls(prep, _build_net(prep, config), dict(config))
-
-    @property
-    def threshold(self) -> float:
-        """Probability from which a flight is answered ``delayed=1``."""
-        return float(self.config["decision_threshold"])
 
     def tensors(self, frame: pd.DataFrame) -> tuple[torch.Tensor, torch.Tensor]:
         codes, numerics = self.preprocessing.transform(frame)
@@ -139,6 +140,8 @@ class FlightDelayClassifier:
             "means": self.preprocessing.means.tolist(),
             "scales": self.preprocessing.scales.tolist(),
             "state_dict": self.net.state_dict(),
+            "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
         }
 
     @classmethod
@@ -152,7 +155,10 @@ class FlightDelayClassifier:
         net = _build_net(prep, config)
         net.load_state_dict(state["state_dict"])
         net.eval()
-        return cls(prep, net, config)
+        # Versions registered before thresholds were chosen kept theirs in the config: a champion
+        # of that time must still load, or no candidate could be compared with it.
+        threshold = state.get("threshold", config.get("decision_threshold", 0.5))
+        return cls(prep, net, config, float(threshold), state.get("threshold_rule", "fixed"))
 
     def save(self, path: Path) -> None:
         torch.save(self.state(), path)

@@ -45,7 +45,8 @@ def evaluate_classifier(
 
     labels = eval_set[LABEL].to_numpy()
     proba = model.predict_proba(eval_set)
-    scores = classification_metrics(labels, proba, threshold)
+    # The threshold is a number of the run people compare across versions, so it is a metric too.
+    scores = {**classification_metrics(labels, proba, threshold), "decision_threshold": threshold}
 
     roc_fig, ax = plt.subplots(figsize=(5, 5))
     if len(np.unique(labels)) == 2:
@@ -59,7 +60,7 @@ def evaluate_classifier(
     cm_fig, ax = plt.subplots(figsize=(5, 4.5))
     matrix = skm.confusion_matrix(labels, (proba >= threshold).astype(int), labels=[0, 1])
     skm.ConfusionMatrixDisplay(matrix, display_labels=["on time", "delayed"]).plot(ax=ax, colorbar=False)
-    ax.set_title(f"Confusion matrix (threshold {threshold})")
+    ax.set_title(f"Confusion matrix (threshold {threshold:.3f})")
     cm_fig.tight_layout()
     plt.close(roc_fig)
     plt.close(cm_fig)

@@ -62,7 +62,12 @@ def pip_requirements() -> list[str]:
 def log_flight_model(
     classifier: FlightDelayClassifier, input_example: pd.DataFrame, name: str = "model"
 ) -> ModelInfo:
-    """Log the classifier as a pyfunc model on the active run (signature + input example)."""
+    """Log the classifier as a pyfunc model on the active run (signature + input example), and its
+    decision threshold as run params: the threshold is a choice of this run, not a setting of
+    ``conf/``, and the model gate reports the ``decision_threshold`` param beside its verdict."""
+    mlflow.log_params(
+        {"decision_threshold": classifier.threshold, "decision_threshold_rule": classifier.threshold_rule}
+    )
     with tempfile.TemporaryDirectory() as tmp:
         state_path = Path(tmp) / "classifier.pt"
         classifier.save(state_path)

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy import stats
 
+from conveyor.core.scoring import online_aggregate
+
 if TYPE_CHECKING:
     from conveyor.core.contract import ModelContract
 
@@ -42,11 +44,6 @@ class SlotSample:
         return len(self.online)
 
     @property
-    def online_value(self) -> float | None:
-        """The online metric over the interval: the mean of the rows' shares."""
-        return float(np.mean(self.online)) if len(self.online) else None
-
-    @property
     def error_rate(self) -> float:
         return self.errors / self.requests if self.requests else 0.0
 
@@ -58,7 +55,8 @@ class SlotSample:
 @dataclass(frozen=True)
 class OnlineMetric:
     """The metric the canary is judged by on labelled traffic, from the new version's contract
-    (``canary.online_metric``): accuracy for classifiers, MAE for regressors."""
+    (``canary.online_metric``): accuracy, balanced accuracy or F1 for classifiers, MAE for
+    regressors."""
 
     name: str
     higher_is_better: bool
@@ -259,7 +257,8 @@ def _online_check(
     allowed = config.max_online_degradation
     if allowed is None:
         allowed = online.max_degradation
-    new, old = canary.online_value or 0.0, stable.online_value or 0.0
+    new = online_aggregate(online.name, canary.online) or 0.0
+    old = online_aggregate(online.name, stable.online) or 0.0
     worse_by = old - new if online.higher_is_better else new - old
     limit = old - allowed if online.higher_is_better else old + allowed
     return Check(

@@ -48,7 +48,7 @@ METRICS: dict[str, dict[str, bool]] = {
 }
 # Online metrics the canary can compute from labelled feedback, with their direction.
 ONLINE_METRICS: dict[str, dict[str, bool]] = {
-    "binary_classification": {"accuracy": True},
+    "binary_classification": {"accuracy": True, "balanced_accuracy": True, "f1": True},
     "multiclass_classification": {"accuracy": True},
     "regression": {"mae": False},
 }
@@ -121,6 +121,10 @@ class ModelContract:
     canary: Canary
     classes: tuple[str, ...] = ()
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Run params or metrics of each version the gate shows beside its verdict (``gate.report``),
+    # e.g. a classifier's chosen decision threshold: numbers no metric rule judges, but that
+    # explain what the candidate ships.
+    report: tuple[str, ...] = ()
 
     def to_dict(self, with_extra: bool = True) -> dict[str, Any]:
         """The form ``conveyor.yml`` has, so a stored contract reads like the file it came from."""
@@ -141,9 +145,12 @@ class ModelContract:
             if rule.tolerance is not None:
                 body["tolerance"] = rule.tolerance
             rules[rule.metric] = body
+        gate: dict[str, Any] = {"metrics": rules}
+        if self.report:
+            gate["report"] = list(self.report)
         return {
             "model": model,
-            "gate": {"metrics": rules},
+            "gate": gate,
             "canary": {
                 "online_metric": self.canary.online_metric,
                 "max_degradation": self.canary.max_degradation,
@@ -206,11 +213,12 @@ class ModelContract:
                 f"{source}: model.label {label!r} is also an output column other than the decision; "
                 "the truth and the prediction would be confused"
             )
-        gate_section = section(top["gate"], "gate", {"metrics"}, source, required={"metrics"})
+        gate_section = section(top["gate"], "gate", {"metrics", "report"}, source, required={"metrics"})
         rules = _gate_rules(gate_section["metrics"], task, source)
+        report = tuple(_string_list(gate_section.get("report", []), "gate.report", source))
         canary = _canary(top.get("canary", {}), task, source)
         extra = {k: top[k] for k in extra_sections if k in top}
-        return cls(name, task, label, outputs, rules, canary, classes, extra)  # type: ignore[arg-type]
+        return cls(name, task, label, outputs, rules, canary, classes, extra, report)  # type: ignore[arg-type]
 
     @classmethod
     def from_file(cls, path: str | Path, extra_sections: tuple[str, ...] = PROJECT_SECTIONS) -> ModelContract:

@@ -37,6 +37,8 @@ STATUS_TAG = "conveyor.gate.status"
 REASON_TAG = "conveyor.gate.reason"
 GATE_ID_TAG = "conveyor.gate.id"
 BASELINE_TAG = "conveyor.gate.baseline_version"
+# What the contract's ``gate.report`` names, as each version's run has it: "name=value (champion v)".
+REPORT_TAG = "conveyor.gate.report"
 # The reason of a rejected candidate that could not be scored starts with this.
 UNSCORABLE = "candidate cannot be scored"
 
@@ -127,6 +129,20 @@ class MetricCheck:
 
 
 @dataclass
+class Reported:
+    """A run param or metric named by the contract's ``gate.report``, as the candidate's and the
+    champion's training runs recorded it (``None``: that run has no such param or metric)."""
+
+    name: str
+    candidate: str | None
+    baseline: str | None
+
+    def describe(self) -> str:
+        champion = "" if self.baseline is None else f" (champion {self.baseline})"
+        return f"{self.name}={self.candidate if self.candidate is not None else '-'}{champion}"
+
+
+@dataclass
 class GateDecision:
     """The gate's answer, complete enough to audit later without re-running anything."""
 
@@ -141,6 +157,7 @@ class GateDecision:
     eval_rows: int | None = None
     eval_source: str | None = None
     forced_by: str | None = None
+    report: list[Reported] = field(default_factory=list)
     gate_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     decided_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
 
@@ -158,7 +175,8 @@ class GateDecision:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GateDecision:
         checks = [MetricCheck(**c) for c in data["checks"]]
-        return cls(**{**data, "checks": checks})
+        report = [Reported(**r) for r in data.get("report", [])]  # absent in decisions before it
+        return cls(**{**data, "checks": checks, "report": report})
 
     def render_table(self) -> str:
         """A fixed-width table for task logs: one row per metric, then the verdict and why."""
@@ -189,7 +207,9 @@ class GateDecision:
             f"Model gate {self.model_name} v{self.candidate_version} vs champion {champion}"
             f" on {self.eval_rows if self.eval_rows is not None else '?'} rows"
         )
-        return "\n".join([title, *lines, f"=> {self.status.upper()}: {self.reason}"])
+        shown = [f"   reported: {r.describe()}" for r in self.report]
+        # the verdict last, where a reader of the task log looks for it
+        return "\n".join([title, *lines, *shown, f"=> {self.status.upper()}: {self.reason}"])
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:
@@ -281,6 +301,7 @@ def decide(
     forced_by: str | None = None,
     eval_rows: int | None = None,
     eval_source: str | None = None,
+    report: list[Reported] | None = None,
 ) -> GateDecision:
     """Apply the rules to metrics already computed; pure, so every edge case is unit-testable.
 
@@ -322,6 +343,7 @@ def decide(
         eval_rows=eval_rows,
         eval_source=eval_source,
         forced_by=forced_by if force_reason is not None else None,
+        report=list(report or []),
     )
 
 
@@ -338,6 +360,7 @@ def unscorable(
     forced_by: str | None = None,
     eval_rows: int | None = None,
     eval_source: str | None = None,
+    report: list[Reported] | None = None,
 ) -> GateDecision:
     """The rejection of a candidate that could not be scored, with ``problem`` as the reason.
 
@@ -360,6 +383,7 @@ def unscorable(
         no_champion_policy=no_champion,
         eval_rows=eval_rows,
         eval_source=eval_source,
+        report=list(report or []),
     )
 
 
@@ -554,6 +578,7 @@ def run_gate(
         "forced_by": actor,
         "eval_rows": len(eval_set),
         "eval_source": source,
+        "report": reported(client, name, contract.report, run_id, baseline_version),
     }
     _say(log, "scoring %s v%s on %d rows", name, candidate_version, len(eval_set))
     try:
@@ -577,6 +602,38 @@ def run_gate(
     return decision
 
 
+def reported(
+    client: MlflowClient,
+    name: str,
+    names: tuple[str, ...],
+    candidate_run_id: str | None,
+    baseline_version: str | None,
+) -> list[Reported]:
+    """The ``gate.report`` values of the candidate's run and the champion's (params, else metrics)."""
+    if not names:
+        return []
+    baseline_run_id = client.get_model_version(name, baseline_version).run_id if baseline_version else None
+    candidate, baseline = _run_values(client, candidate_run_id), _run_values(client, baseline_run_id)
+    return [Reported(n, candidate.get(n), baseline.get(n)) for n in names]
+
+
+def _run_values(client: MlflowClient, run_id: str | None) -> dict[str, str]:
+    if not run_id:
+        return {}
+    data = client.get_run(run_id).data
+    values = {k: _short(v) for k, v in data.metrics.items()}
+    values.update({k: _short(v) for k, v in data.params.items()})  # a param wins over a metric
+    return values
+
+
+def _short(value: Any) -> str:
+    """Numbers to 4 significant digits (a threshold logged as 0.18812346 reads 0.1881), text as is."""
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
 def _say(log: Any, msg: str, *args: Any) -> None:
     if log is not None:
         log.info(msg, *args)
@@ -594,6 +651,8 @@ def record_decision(client: MlflowClient, decision: GateDecision) -> None:
         GATE_ID_TAG: decision.gate_id,
         BASELINE_TAG: decision.baseline_version or "",
     }
+    if decision.report:
+        tags[REPORT_TAG] = "; ".join(r.describe() for r in decision.report)[:5000]
     if decision.candidate_run_id:
         for key, value in tags.items():
             client.set_tag(decision.candidate_run_id, key, value)

@@ -24,22 +24,25 @@ class UnscorableModelError(Exception):
     The message says which."""
 
 
-def binary_metrics(labels: Any, probabilities: Any) -> dict[str, float]:
-    """ROC AUC, average precision, log loss, Brier, and accuracy/F1 at the 0.5 decision."""
+def binary_metrics(labels: Any, probabilities: Any, decisions: Any = None) -> dict[str, float]:
+    """ROC AUC, average precision, log loss, Brier on the probabilities; accuracy and F1 of the
+    model's own 0/1 ``decisions`` (the served ones: its threshold need not be 0.5), or of
+    ``probability >= 0.5`` for a model that declares no decision."""
     from sklearn import metrics
 
     y = np.asarray(labels, dtype=float)
     p = np.asarray(probabilities, dtype=float)
     if len(y) == 0 or np.isnan(p).any() or np.isnan(y).any():
         return dict.fromkeys(METRICS["binary_classification"], float("nan"))
+    decided = p >= 0.5 if decisions is None else np.asarray(decisions, dtype=float) == 1
     both_classes = len(np.unique(y)) == 2
     return {
         "roc_auc": float(metrics.roc_auc_score(y, p)) if both_classes else float("nan"),
         "average_precision": float(metrics.average_precision_score(y, p)) if both_classes else float("nan"),
         "log_loss": float(metrics.log_loss(y, np.clip(p, 1e-15, 1 - 1e-15), labels=[0, 1])),
         "brier": float(metrics.brier_score_loss(y, p)),
-        "accuracy": float(metrics.accuracy_score(y, p >= 0.5)),
-        "f1": float(metrics.f1_score(y, p >= 0.5, zero_division=0.0)),
+        "accuracy": float(metrics.accuracy_score(y, decided)),
+        "f1": float(metrics.f1_score(y, decided, zero_division=0.0)),
     }
 
 
@@ -84,20 +87,57 @@ def multiclass_metrics(
     }
 
 
+# A binary decision's cell of the confusion matrix, the share ``f1`` and ``balanced_accuracy``
+# keep per labelled row: those metrics are not means of per-row numbers, but of these counts.
+TRUE_NEGATIVE, TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = 0.0, 1.0, 2.0, 3.0
+CONFUSION_METRICS = ("f1", "balanced_accuracy")
+
+
 def online_value(metric: str, prediction: Any, truth: Any) -> float:
-    """One labelled row's share of an online metric (``ONLINE_METRICS``): the metric over a window
-    is the mean of these, so a slot keeps one number per label and any window can be judged.
+    """One labelled row's share of an online metric (``ONLINE_METRICS``), so a slot keeps one
+    number per label and any window can be judged (``online_aggregate``).
 
     ``accuracy``: 1.0 when the decision is the truth (numbers compare as numbers, ``1 == 1.0``;
-    anything else as text, like the classes of a contract); ``mae``: the absolute error.
+    anything else as text, like the classes of a contract); ``mae``: the absolute error;
+    ``f1`` and ``balanced_accuracy`` (binary 0/1 decisions): the row's confusion-matrix cell.
     """
     if metric == "accuracy":
-        if _is_number(prediction) and _is_number(truth):
-            return float(float(prediction) == float(truth))
-        return float(str(prediction) == str(truth))
+        return float(_same(prediction, truth))
     if metric == "mae":
         return abs(float(prediction) - float(truth))
+    if metric in CONFUSION_METRICS:
+        flagged, positive = _same(prediction, 1), _same(truth, 1)
+        if positive:
+            return TRUE_POSITIVE if flagged else FALSE_NEGATIVE
+        return FALSE_POSITIVE if flagged else TRUE_NEGATIVE
     raise ValueError(f"unknown online metric {metric!r}")
+
+
+def online_aggregate(metric: str, shares: Any) -> float | None:
+    """The online metric over a window of rows' shares (``online_value``); ``None`` for none.
+
+    F1 of a window without a positive decision or label is 0, as the gate's F1 (zero_division=0);
+    balanced accuracy is the mean recall of the classes the window's labels hold.
+    """
+    values = np.asarray(shares, dtype=float)
+    if len(values) == 0:
+        return None
+    if metric not in CONFUSION_METRICS:
+        return float(values.mean())
+    tp, fp, fn, tn = (
+        float(np.sum(values == cell))
+        for cell in (TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE, TRUE_NEGATIVE)
+    )
+    if metric == "f1":
+        return 2 * tp / (2 * tp + fp + fn) if tp else 0.0
+    recalls = [hit / (hit + miss) for hit, miss in ((tp, fn), (tn, fp)) if hit + miss]
+    return float(np.mean(recalls))
+
+
+def _same(a: Any, b: Any) -> bool:
+    if _is_number(a) and _is_number(b):
+        return float(a) == float(b)
+    return str(a) == str(b)
 
 
 def decisions_agree(contract: ModelContract | None, a: Any, b: Any) -> bool:
@@ -105,7 +145,7 @@ def decisions_agree(contract: ModelContract | None, a: Any, b: Any) -> bool:
     regressor values within 1% of each other (exact float equality would never hold)."""
     if contract is not None and contract.task == "regression":
         return math.isclose(float(a), float(b), rel_tol=0.01, abs_tol=1e-9)
-    return online_value("accuracy", a, b) == 1.0
+    return _same(a, b)
 
 
 def _is_number(value: Any) -> bool:
@@ -116,7 +156,8 @@ def score_outputs(contract: ModelContract, labels: Any, outputs: pd.DataFrame) -
     """The task's metrics for outputs already checked by ``checked_outputs``."""
     columns = contract.outputs
     if contract.task == "binary_classification":
-        return binary_metrics(labels, outputs[columns.score])
+        decisions = outputs[columns.decision] if columns.decision else None
+        return binary_metrics(labels, outputs[columns.score], decisions)
     if contract.task == "regression":
         return regression_metrics(labels, outputs[columns.score])
     return multiclass_metrics(
@@ -171,6 +212,13 @@ def checked_outputs(contract: ModelContract, predictions: Any, rows: int) -> pd.
                 raise UnscorableModelError(
                     f"{outputs.decision!r} holds {str(decision[outside].iloc[0])[:40]!r}, "
                     f"not one of the classes {list(contract.classes)[:10]}"
+                )
+        elif contract.task == "binary_classification":
+            numeric = pd.to_numeric(decision, errors="coerce")
+            outside = ~numeric.isin([0, 1])
+            if outside.any():
+                raise UnscorableModelError(
+                    f"{outputs.decision!r} holds {str(decision[outside].iloc[0])[:40]!r}, not a 0/1 decision"
                 )
         checked[outputs.decision] = decision
     return checked

@@ -2,8 +2,9 @@
 
 PostgreSQL, Airflow, MLflow, the gateway, Prometheus and a Pushgateway start under ``var/demo``;
 ``ml_ci`` trains, ``ml_cd`` deploys, real April flights flow through the gateway, ``ml_monitor``
-finds the drift and asks for a retrain, the new model canaries in; on the way a bad candidate is
-stopped by the gate and another by the canary analysis. The services stay up for exploration
+finds the drift and asks for a retrain, the new model canaries in; on the way a candidate trained on
+shuffled labels is stopped by the gate and one with a mis-set decision threshold by the canary
+analysis. The services stay up for exploration
 (``make down`` stops them).
 
 The steps live in small modules: ``stack`` (services), ``traffic`` (the replayed flights),

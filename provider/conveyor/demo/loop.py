@@ -3,11 +3,13 @@
 1. ``ml_ci`` trains on 2013-01..03; its Asset event starts ``ml_cd``, which deploys the first
    version (approved through the HITL API) and makes it champion.
 2. Real April flights flow through the gateway, their labels a few seconds later.
-3. An undertrained candidate (one epoch on 1,000 rows): the model gate rejects it (ROC AUC
-   below the floor and below the champion's), ``ml_cd`` never runs.
-4. A candidate with a mis-set decision threshold: its ROC AUC equals the champion's, so the gate
-   passes it, but its decisions are wrong; the canary's online accuracy on labelled live
-   traffic catches it and the gateway rolls it back by itself.
+3. A candidate trained on shuffled labels (the champion's data and settings, the labels
+   permuted): the model gate rejects it (ROC AUC below the floor, ROC AUC and log loss worse than
+   the champion's), ``ml_cd`` never runs.
+4. A candidate with a mis-set decision threshold (0.01: every flight "delayed"): the champion's
+   weights, so ROC AUC and log loss equal the champion's, and its F1 stays within the gate's
+   margin, so the gate passes it; but its decisions are wrong, the canary's online balanced
+   accuracy on labelled live traffic (exactly 0.5, chance) catches it and the gateway rolls it back by itself.
 5. ``ml_monitor`` finds the April data drift, asks ``ml_ci`` to retrain on April; traffic moves
    on to May (flights no model has seen), and the new version canaries in and becomes champion.
 
@@ -57,9 +59,11 @@ class Settings:
     next_month: str = "2013-05"
     max_rows: int = 6000
     max_epochs: int = 8
-    undertrained_rows: int = 1000
-    undertrained_epochs: int = 1
-    bad_threshold: float = 0.05
+    # Below every probability the model gives: each flight answered "delayed". Its online
+    # balanced accuracy is exactly 0.5 whatever labels the canary gets, against about 0.59 for
+    # the champion's chosen threshold on April (0.05 allowed). A too-high one (0.99) fails the
+    # gate instead: its F1 of 0 is below the floor.
+    bad_threshold: float = 0.01
     traffic_rows: int = 6000
     # Enough that the canary's 10% step gets 30+ labelled rows per 15 s analysis interval.
     rate: float = 40.0
@@ -102,9 +106,15 @@ class DemoLoop:
             raise
 
     def gate_record(self, version: str) -> tuple[str, str]:
-        """The gate's verdict as recorded on the model version (the audit trail, not an XCom)."""
+        """The gate's verdict as recorded on the model version (the audit trail, not an XCom), its
+        reason led by what the gate reports the candidate ships (its decision threshold)."""
+        from conveyor.core.gate import REASON_TAG, REPORT_TAG, STATUS_TAG
+
         tags = self._mlflow().get_model_version(self.s.model_name, version).tags
-        return tags.get("conveyor.gate.status", "no gate record"), tags.get("conveyor.gate.reason", "")
+        reason = tags.get(REASON_TAG, "")
+        if tags.get(REPORT_TAG):
+            reason = f"[{tags[REPORT_TAG]}] {reason}"
+        return tags.get(STATUS_TAG, "no gate record"), reason
 
     def stable_version(self) -> str | None:
         if not self.gw.exists(self.s.deployment):
@@ -153,7 +163,7 @@ class DemoLoop:
             ("DAGs parsed, ml_ci and ml_cd unpaused", self.prepare, True),
             (f"ml_ci trains on {self.s.train_partitions}, ml_cd deploys it", self.first_model, True),
             (f"replay {self.s.traffic_month} flights through the gateway", self.start_traffic, True),
-            ("bad candidate: undertrained", self.rejected_candidate, False),
+            ("bad candidate: trained on shuffled labels", self.rejected_candidate, False),
             ("bad candidate: mis-set decision threshold", self.canary_rolled_back, False),
             ("drift -> retrain -> canary", self.drift_and_retrain, False),
         ]
@@ -196,7 +206,7 @@ class DemoLoop:
         status, reason = self.gate_record(version)
         self.p.record(
             Outcome(
-                "train + gate", f"gate {status}", status == "passed", f"v{version}", reason[:120], ci.seconds
+                "train + gate", f"gate {status}", status == "passed", f"v{version}", reason[:200], ci.seconds
             )
         )
         cd = self.follow_ml_cd(known_cd)
@@ -257,9 +267,9 @@ class DemoLoop:
     def rejected_candidate(self) -> None:
         champion_before = self.champion()
         known_cd = airflow_runs.run_ids(self.af, "ml_cd")
-        rows, epochs = self.s.undertrained_rows, self.s.undertrained_epochs
-        conf = self.ml_ci_conf(self.s.train_partitions, max_rows=rows, max_epochs=epochs)
-        ci, version = self.run_ml_ci(conf, f"an undertrained candidate: {epochs} epoch on {rows} rows")
+        # The champion's data and settings; only the labels are permuted (ml_ci's numeric field: 1).
+        conf = self.ml_ci_conf(self.s.train_partitions, shuffle_labels=1)
+        ci, version = self.run_ml_ci(conf, "a candidate trained on shuffled labels")
         if version is None:
             raise StepFailed(f"ml_ci registered no version (run {ci.state}, tasks {ci.tasks})")
         status, reason = self.gate_record(version)
@@ -268,11 +278,11 @@ class DemoLoop:
         champion = self.champion()
         self.p.record(
             Outcome(
-                "undertrained candidate",
+                "shuffled-label candidate",
                 f"gate {status}",
                 status == "rejected" and not new_cd and champion == champion_before,
                 f"v{version}",
-                f"{reason[:140]}; ml_cd runs started: {len(new_cd)}; champion still v{champion}",
+                f"{reason[:200]}; ml_cd runs started: {len(new_cd)}; champion still v{champion}",
                 ci.seconds,
             )
         )
@@ -280,7 +290,8 @@ class DemoLoop:
     def canary_rolled_back(self) -> None:
         champion_before, stable_before = self.champion(), self.stable_version()
         known_cd = airflow_runs.run_ids(self.af, "ml_cd")
-        # The champion's data and settings, only the threshold differs: the same weights, the same AUC.
+        # The champion's data and settings, only the threshold differs: the same weights, the same
+        # AUC and log loss; the forced threshold overrides the one training would choose.
         conf = self.ml_ci_conf(self.s.train_partitions, decision_threshold=self.s.bad_threshold)
         began = time.monotonic()
         ci, version = self.run_ml_ci(conf, f"a candidate with decision threshold {self.s.bad_threshold}")
@@ -289,11 +300,11 @@ class DemoLoop:
         status, reason = self.gate_record(version)
         self.p.record(
             Outcome(
-                "threshold 0.05: gate",
+                f"threshold {self.s.bad_threshold}: gate",
                 f"gate {status}",
                 status == "passed",
                 f"v{version}",
-                reason[:140],
+                reason[:200],
                 ci.seconds,
             )
         )
@@ -310,7 +321,7 @@ class DemoLoop:
         ok = rolled_back and restored and cd.state == "failed"
         self.p.record(
             Outcome(
-                "threshold 0.05: canary",
+                f"threshold {self.s.bad_threshold}: canary",
                 rollback_result(rollout.get("state"), cd.state),
                 ok and cd.task_state("restore_champion") == "success",
                 f"v{version}",
@@ -360,7 +371,7 @@ class DemoLoop:
         status, reason = self.gate_record(version)
         self.p.record(
             Outcome(
-                "retrain: gate", f"gate {status}", status == "passed", f"v{version}", reason[:140], ci.seconds
+                "retrain: gate", f"gate {status}", status == "passed", f"v{version}", reason[:200], ci.seconds
             )
         )
         if status != "passed":

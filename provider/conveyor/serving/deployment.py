@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from conveyor.core.analysis import SlotSample
-from conveyor.core.scoring import online_value
+from conveyor.core.scoring import online_aggregate, online_value
 from conveyor.serving.batching import MicroBatcher
 from conveyor.serving.desired import CANARY, SHADOW, SLOTS, STABLE, STAGING, Desired
 from conveyor.serving.models import LoadedModel
@@ -65,7 +65,7 @@ class SlotStats:
         return {
             "metric": metric,
             "labelled": len(values),
-            "value": sum(values) / len(values) if values else None,
+            "value": online_aggregate(metric, values),
         }
 
     def drain(self, online_metric: str | None) -> SlotSample:
