@@ -101,7 +101,7 @@ def test_a_regressors_canary_is_judged_by_its_mae_where_lower_is_better() -> Non
     close = measure(_regression([1.4] * 50), stable, CFG, MAE)
     check = next(c for c in close.checks if c.name == "online_mae")
     assert close.verdict is Verdict.SUCCESSFUL and check.limit == pytest.approx(1.5)
-    assert "canary online mae 1.400 vs stable 1.000 (allowed to be worse by 0.500)" in check.detail
+    assert "canary online mae 1.400 vs stable 1.000 (worse by 0.400, at least 0.400" in check.detail
     worse = measure(_regression([1.6] * 50), stable, CFG, MAE)
     assert worse.verdict is Verdict.FAILED and "online_mae" in {c.name for c in worse.checks if not c.passed}
     better = measure(_regression([0.2] * 50), stable, CFG, MAE)
@@ -210,3 +210,23 @@ def test_spec_from_user_input_names_what_is_wrong() -> None:
     ]:
         with pytest.raises(ValueError, match=message):
             RolloutSpec.from_dict(bad)
+
+
+def _cells(tp: int, fn: int, tn: int, fp: int) -> list[float]:
+    return [1.0] * tp + [3.0] * fn + [0.0] * tn + [2.0] * fp  # scoring's confusion cells
+
+
+def test_the_online_check_fails_a_canary_only_when_confidently_worse_than_the_margin() -> None:
+    """60 labels on a 10% step: a healthy model's balanced accuracy moves +-0.08 between intervals.
+    A noisy low interval of a healthy canary is not a rollback; chance against a skilled stable is."""
+    balanced = OnlineMetric("balanced_accuracy", True, 0.05)
+    stable = SlotSample(600, 0, [0.002] * 600, list(rng.beta(2, 8, 600)), _cells(60, 40, 330, 170))
+    # 0.457 on 60 labels (like the demo's noisy interval: 0.473) against stable's 0.630 on 600
+    noisy = SlotSample(60, 0, [0.002] * 60, list(rng.beta(2, 8, 60)), _cells(4, 7, 27, 22))
+    check = next(c for c in measure(noisy, stable, CFG, balanced).checks if c.name.startswith("online"))
+    assert check.passed, check.detail
+    # every flight flagged: exactly chance, however few labels
+    flag_all = SlotSample(60, 0, [0.002] * 60, list(rng.beta(2, 8, 60)), _cells(11, 0, 0, 49))
+    broken = measure(flag_all, stable, CFG, balanced)
+    assert broken.verdict is Verdict.FAILED, broken.reason
+    assert "canary online balanced_accuracy 0.500 vs stable 0.630" in broken.reason
