@@ -217,8 +217,8 @@ def test_models_and_drift_read_the_registry(ip, mlflow_server, tmp_path, monkeyp
         "label": "delayed",
         "score": "delay_probability",
         "decision": "delayed",
-        "gate": ["roc_auc"],
-        "online_metric": "accuracy",
+        "gate": ["roc_auc", "f1", "log_loss"],
+        "online_metric": "balanced_accuracy",
     }
     (comparison,) = view.summary["comparison"]
     assert comparison["metric"] == "roc_auc" and comparison["higher_is_better"] is True
