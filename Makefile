@@ -34,7 +34,7 @@ apt:
 
 lint: venv
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check provider jupyter_ext/conveyor_jupyter kedro_project/src examples dags tests benchmarks
+	$(BIN)/ruff format --check provider jupyter_ext/conveyor_jupyter kedro_project/src kedro_project/tests examples dags tests benchmarks
 
 pytest: venv apt
 	@bash scripts/run_pytest.sh $(PYTEST_ARGS)

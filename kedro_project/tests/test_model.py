@@ -155,7 +155,10 @@ def test_shuffled_labels_give_a_model_without_skill(splits, trained) -> None:
         ({"shuffle_labels": "yes"}, r"shuffle_labels must be true or false \(or 1/0\), got str"),
         ({"shuffle_labels": 2}, "shuffle_labels must be true or false"),
         ({"decision_threshold": 1.5}, r"decision_threshold must be in \[0, 1\], got 1.5"),
-        ({"threshold": {"objective": "accuracy"}}, "objective must be one of f1, balanced_accuracy, precision, recall"),
+        (
+            {"threshold": {"objective": "accuracy"}},
+            "objective must be one of f1, balanced_accuracy, precision, recall",
+        ),
     ],
 )
 def test_bad_settings_are_refused_by_name_before_training(splits, override, message) -> None:
